@@ -1,0 +1,114 @@
+"""Model configurations as code: one small function builds any size of SAM or HQ-SAM."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from samkit.models.image_encoder import ImageEncoderViT
+from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
+from samkit.models.prompt_encoder import PromptEncoder
+from samkit.models.sam import Sam
+from samkit.models.transformer import TwoWayTransformer
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """Every number that defines a SAM architecture."""
+
+    encoder_embed_dim: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    encoder_global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    mlp_ratio: float = 4.0
+    prompt_embed_dim: int = 256
+    decoder_depth: int = 2
+    decoder_num_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    mask_in_chans: int = 16
+    num_multimask_outputs: int = 3
+    iou_head_hidden_dim: int = 256
+    hq: bool = False
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        d["encoder_global_attn_indexes"] = list(self.encoder_global_attn_indexes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SamConfig:
+        d = dict(d)
+        d["encoder_global_attn_indexes"] = tuple(d["encoder_global_attn_indexes"])
+        return cls(**d)
+
+
+CONFIGS: dict[str, SamConfig] = {
+    "vit_b": SamConfig(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
+    # The bundled model: 256 px input, 16 x 16 embedding grid, narrow encoder and decoder.
+    "tiny": SamConfig(
+        encoder_embed_dim=192,
+        encoder_depth=6,
+        encoder_num_heads=3,
+        encoder_global_attn_indexes=(2, 5),
+        image_size=256,
+        window_size=8,
+        prompt_embed_dim=128,
+        decoder_num_heads=4,
+        decoder_mlp_dim=512,
+        iou_head_hidden_dim=128,
+    ),
+}
+for _name in ("vit_b", "vit_l", "vit_h", "tiny"):
+    CONFIGS["hq_" + _name] = SamConfig(**{**CONFIGS[_name].to_dict(), "hq": True})
+
+
+def build_sam(config: SamConfig | str) -> Sam:
+    """Build an untrained SAM (or HQ-SAM) for a configuration or a configuration name."""
+    c = CONFIGS[config] if isinstance(config, str) else config
+    if isinstance(config, SamConfig) and isinstance(c.encoder_global_attn_indexes, list):
+        c = SamConfig.from_dict(c.to_dict())
+    grid = c.image_size // c.patch_size
+    encoder = ImageEncoderViT(
+        img_size=c.image_size,
+        patch_size=c.patch_size,
+        embed_dim=c.encoder_embed_dim,
+        depth=c.encoder_depth,
+        num_heads=c.encoder_num_heads,
+        mlp_ratio=c.mlp_ratio,
+        out_chans=c.prompt_embed_dim,
+        qkv_bias=True,
+        use_rel_pos=True,
+        window_size=c.window_size,
+        global_attn_indexes=c.encoder_global_attn_indexes,
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=c.prompt_embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(c.image_size, c.image_size),
+        mask_in_chans=c.mask_in_chans,
+    )
+    transformer = TwoWayTransformer(
+        depth=c.decoder_depth,
+        embedding_dim=c.prompt_embed_dim,
+        mlp_dim=c.decoder_mlp_dim,
+        num_heads=c.decoder_num_heads,
+    )
+    kwargs = dict(
+        transformer_dim=c.prompt_embed_dim,
+        transformer=transformer,
+        num_multimask_outputs=c.num_multimask_outputs,
+        iou_head_depth=3,
+        iou_head_hidden_dim=c.iou_head_hidden_dim,
+    )
+    decoder = (
+        MaskDecoderHQ(vit_dim=c.encoder_embed_dim, **kwargs) if c.hq else MaskDecoder(**kwargs)
+    )
+    sam = Sam(encoder, prompt_encoder, decoder)
+    sam.config = c  # type: ignore[assignment]
+    return sam.eval()

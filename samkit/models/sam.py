@@ -1,0 +1,137 @@
+"""The assembled SAM: normalise + pad in, encoder, prompt encoder, decoder, upscale + crop out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samkit.models.image_encoder import ImageEncoderViT
+from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
+from samkit.models.prompt_encoder import PromptEncoder
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass
+class ImageFeatures:
+    """What the image encoder computes once per image.
+
+    embeddings: B x C x h x w neck output.
+    hq_features: B x C/8 x 4h x 4w fused early-ViT features (HQ models only, else None).
+    """
+
+    embeddings: torch.Tensor
+    hq_features: torch.Tensor | None = None
+
+    def __getitem__(self, i: int | slice) -> ImageFeatures:
+        sl = slice(i, i + 1) if isinstance(i, int) else i
+        hq = None if self.hq_features is None else self.hq_features[sl]
+        return ImageFeatures(self.embeddings[sl], hq)
+
+
+class Sam(nn.Module):
+    mask_threshold: float = 0.0
+    image_format: str = "RGB"
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoderViT,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        pixel_mean: tuple[float, float, float] = PIXEL_MEAN,
+        pixel_std: tuple[float, float, float] = PIXEL_STD,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def image_size(self) -> int:
+        return self.image_encoder.img_size
+
+    @property
+    def is_hq(self) -> bool:
+        return isinstance(self.mask_decoder, MaskDecoderHQ)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """B x 3 x h x w (uint8 or float, 0..255) -> normalised, zero-padded B x 3 x S x S."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        return F.pad(x, (0, self.image_size - w, 0, self.image_size - h))
+
+    def embed(self, x: torch.Tensor) -> ImageFeatures:
+        """Resized images (B x 3 x h x w, long side == image_size, 0..255) -> features."""
+        return self.encode(self.preprocess(x))
+
+    def encode(self, x: torch.Tensor) -> ImageFeatures:
+        """Normalised, padded B x 3 x S x S images -> features."""
+        if not self.is_hq:
+            return ImageFeatures(self.image_encoder(x))
+        emb, interm = self.image_encoder.forward_with_interm(x)
+        assert isinstance(self.mask_decoder, MaskDecoderHQ)
+        return ImageFeatures(emb, self.mask_decoder.hq_features(emb, interm[0]))
+
+    def decode(
+        self,
+        features: ImageFeatures,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        hq_token_only: bool = False,
+        attn_sim: torch.Tensor | None = None,
+        target_embedding: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode N prompts in the model's input frame (coordinates in resized-image pixels).
+
+        features: batch 1 (shared) or N (one image per prompt).
+        points: (N x P x 2, N x P); boxes: N x 4; mask_input: N x 1 x 4h x 4w logits.
+        Returns low-res logits N x K x 4h x 4w and IoU predictions N x K.
+        """
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        pe = self.prompt_encoder.get_dense_pe()
+        if self.is_hq:
+            return self.mask_decoder(
+                features.embeddings,
+                pe,
+                sparse,
+                dense,
+                multimask_output,
+                hq_features=features.hq_features,
+                hq_token_only=hq_token_only,
+                attn_sim=attn_sim,
+                target_embedding=target_embedding,
+            )
+        return self.mask_decoder(
+            features.embeddings,
+            pe,
+            sparse,
+            dense,
+            multimask_output,
+            attn_sim=attn_sim,
+            target_embedding=target_embedding,
+        )
+
+    def postprocess_masks(
+        self,
+        masks: torch.Tensor,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+    ) -> torch.Tensor:
+        """Low-res logits B x K x 4h x 4w -> logits at the original image size (official
+        two-stage bilinear: up to S x S, crop the padding, resize to the original)."""
+        s = self.image_size
+        masks = F.interpolate(masks, (s, s), mode="bilinear", align_corners=False)
+        masks = masks[..., : input_size[0], : input_size[1]]
+        return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
