@@ -84,8 +84,7 @@ def _open(path: Path) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(
-            f"{path} is too large to decode safely ({e}); downscale it or raise "
-            "SAMKIT_MAX_PIXELS"
+            f"{path} is too large to decode safely ({e}); downscale it or raise SAMKIT_MAX_PIXELS"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image file PIL can read (PNG, JPEG, ...)") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from samkit.models.image_encoder import ImageEncoderViT
 from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
@@ -31,11 +31,9 @@ class SamConfig:
     num_multimask_outputs: int = 3
     iou_head_hidden_dim: int = 256
     hq: bool = False
-    extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("extra")
         d["encoder_global_attn_indexes"] = list(self.encoder_global_attn_indexes)
         return d
 
@@ -59,7 +57,6 @@ CONFIGS: dict[str, SamConfig] = {
         image_size=256,
         window_size=8,
         prompt_embed_dim=128,
-        decoder_num_heads=4,
         decoder_mlp_dim=512,
         iou_head_hidden_dim=128,
     ),
@@ -71,8 +68,6 @@ for _name in ("vit_b", "vit_l", "vit_h", "tiny"):
 def build_sam(config: SamConfig | str) -> Sam:
     """Build an untrained SAM (or HQ-SAM) for a configuration or a configuration name."""
     c = CONFIGS[config] if isinstance(config, str) else config
-    if isinstance(config, SamConfig) and isinstance(c.encoder_global_attn_indexes, list):
-        c = SamConfig.from_dict(c.to_dict())
     grid = c.image_size // c.patch_size
     encoder = ImageEncoderViT(
         img_size=c.image_size,

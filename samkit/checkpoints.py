@@ -1,0 +1,423 @@
+"""Model zoo, downloads and the one checkpoint-loading path.
+
+``load(source)`` accepts a zoo name or a path to an official-layout ``.pth`` (SAM or HQ-SAM) or a
+``.safetensors`` file. The architecture is read off the weights' shapes, so any checkpoint in the
+official layout loads without naming a configuration. ``.pth`` files are opened with
+``torch.load(weights_only=True)``: a pickle that tries to run code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from samkit.errors import CheckpointError, ChecksumError
+from samkit.models import CONFIGS, Sam, SamConfig, build_sam
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    url: str | None
+    bytes: int | None
+    sha256: str  # full hash, or a prefix where only a prefix is published
+    config: str
+    description: str
+    filename: str
+
+    @property
+    def bundled(self) -> Path | None:
+        p = WEIGHTS_DIR / self.filename
+        return p if self.url is None else None
+
+
+_HQ = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
+_SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry(
+            "vit_b",
+            _SAM + "sam_vit_b_01ec64.pth",
+            375_042_383,
+            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+            "vit_b",
+            "SAM ViT-B (official, 94M parameters)",
+            "sam_vit_b_01ec64.pth",
+        ),
+        ZooEntry(
+            "vit_l",
+            _SAM + "sam_vit_l_0b3195.pth",
+            1_249_524_607,
+            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+            "vit_l",
+            "SAM ViT-L (official, 312M parameters)",
+            "sam_vit_l_0b3195.pth",
+        ),
+        ZooEntry(
+            "vit_h",
+            _SAM + "sam_vit_h_4b8939.pth",
+            2_564_550_879,
+            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+            "vit_h",
+            "SAM ViT-H (official, 641M parameters)",
+            "sam_vit_h_4b8939.pth",
+        ),
+        ZooEntry(
+            "hq_vit_b",
+            _HQ + "sam_hq_vit_b.pth",
+            379_335_069,
+            "14a9d662",
+            "hq_vit_b",
+            "HQ-SAM ViT-B (official)",
+            "sam_hq_vit_b.pth",
+        ),
+        ZooEntry(
+            "hq_vit_l",
+            _HQ + "sam_hq_vit_l.pth",
+            1_254_865_805,
+            "e1a6c385",
+            "hq_vit_l",
+            "HQ-SAM ViT-L (official)",
+            "sam_hq_vit_l.pth",
+        ),
+        ZooEntry(
+            "hq_vit_h",
+            _HQ + "sam_hq_vit_h.pth",
+            2_570_940_653,
+            "a7ac14a0",
+            "hq_vit_h",
+            "HQ-SAM ViT-H (official)",
+            "sam_hq_vit_h.pth",
+        ),
+        ZooEntry(
+            "samkit-tiny",
+            None,
+            None,
+            "",
+            "tiny",
+            "samkit's own small SAM, trained on synthetic scenes (bundled, no download)",
+            "samkit-tiny.safetensors",
+        ),
+        ZooEntry(
+            "samkit-tiny-hq",
+            None,
+            None,
+            "",
+            "hq_tiny",
+            "samkit-tiny with an HQ-SAM head trained on thin structures (bundled)",
+            "samkit-tiny-hq.safetensors",
+        ),
+    ]
+}
+
+
+def cache_dir() -> Path:
+    """Where downloads go: $SAMKIT_HOME, default ~/.cache/samkit."""
+    return Path(os.environ.get("SAMKIT_HOME", Path.home() / ".cache" / "samkit"))
+
+
+def load(source: str | os.PathLike, model_type: str | None = None, device: str = "cpu") -> Sam:
+    """Build a model from a zoo name or a checkpoint path, in eval mode on ``device``.
+
+    The architecture is inferred from the weights; ``model_type`` ("vit_b", "hq_vit_l", ...)
+    forces a named configuration instead (and then the weights must match it exactly).
+    """
+    src = str(source)
+    if src in ZOO:
+        path = ensure_downloaded(ZOO[src])
+    else:
+        path = Path(src).expanduser()
+        if not path.exists():
+            names = ", ".join(ZOO)
+            raise CheckpointError(f"'{src}' is neither a model name ({names}) nor an existing file")
+    state, meta_config = read_state_dict(path)
+    if model_type is not None:
+        if model_type not in CONFIGS:
+            raise CheckpointError(
+                f"unknown model_type '{model_type}'; choose one of {', '.join(CONFIGS)}"
+            )
+        config = CONFIGS[model_type]
+    elif meta_config is not None:
+        config = meta_config
+    else:
+        config = infer_config(state, path)
+    model = build_sam(config)
+    _load_strict(model, state, path, config)
+    return model.to(device).eval()
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], SamConfig | None]:
+    """Read tensors from .safetensors or .pth (weights_only). Returns the state dict and the
+    configuration stored in safetensors metadata, if any."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; pass the checkpoint file inside it")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes); download it again")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.suffix == ".safetensors" or (len(head) == 8 and _looks_like_safetensors(path)):
+        return _read_safetensors(path)
+    return _read_pth(path), None
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return 2 <= n < 100_000_000 and f.read(1) == b"{"
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], SamConfig | None]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({e}); it may be truncated — "
+            "download or copy it again"
+        ) from None
+    config = (
+        SamConfig.from_dict(json.loads(meta["samkit_config"])) if "samkit_config" in meta else None
+    )
+    return state, config
+
+
+def _read_pth(path: Path) -> dict[str, torch.Tensor]:
+    import pickle
+    import zipfile
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e) or "weights_only" in str(e):
+            raise CheckpointError(
+                f"refused to load {path}: it contains pickled code or objects other than "
+                "tensors, and samkit never executes code from a checkpoint. If you trust the "
+                "file, convert it to a plain state dict or to safetensors yourself."
+            ) from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({e})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} could not be read as a checkpoint ({type(e).__name__}: {e}); it is "
+            "probably truncated or not a checkpoint — download it again"
+        ) from None
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return obj
+
+
+def infer_config(state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> SamConfig:
+    """Read the architecture off the tensor shapes of an official-layout state dict."""
+    try:
+        pw = state["image_encoder.patch_embed.proj.weight"]
+        pos = state["image_encoder.pos_embed"]
+        embed_dim, patch = pw.shape[0], pw.shape[2]
+        grid = pos.shape[1]
+        block_ids = sorted(
+            {
+                int(m.group(1))
+                for k in state
+                if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))
+            }
+        )
+        depth = len(block_ids)
+        rel = [state[f"image_encoder.blocks.{i}.attn.rel_pos_h"] for i in block_ids]
+        head_dim = rel[0].shape[1]
+        global_idx = tuple(i for i, r in zip(block_ids, rel) if r.shape[0] == 2 * grid - 1)
+        windowed = [r.shape[0] for i, r in zip(block_ids, rel) if i not in global_idx]
+        window = (windowed[0] + 1) // 2 if windowed else 14
+        mlp_ratio = state["image_encoder.blocks.0.mlp.lin1.weight"].shape[0] / embed_dim
+        prompt_dim = state["image_encoder.neck.0.weight"].shape[0]
+        mask_in = state["prompt_encoder.mask_downscaling.3.weight"].shape[0]
+        dec_depth = len(
+            {
+                m.group(1)
+                for k in state
+                if (m := re.match(r"mask_decoder\.transformer\.layers\.(\d+)\.", k))
+            }
+        )
+        dec_mlp = state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]
+        n_mask = state["mask_decoder.mask_tokens.weight"].shape[0]
+        iou_hidden = state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(
+            f"{path} is not a SAM checkpoint in the official layout: key {e} is missing. "
+            f"It has {len(state)} tensors, e.g. {', '.join(list(state)[:3])}"
+        ) from None
+    return SamConfig(
+        encoder_embed_dim=embed_dim,
+        encoder_depth=depth,
+        encoder_num_heads=embed_dim // head_dim,
+        encoder_global_attn_indexes=global_idx,
+        image_size=grid * patch,
+        patch_size=patch,
+        window_size=window,
+        mlp_ratio=mlp_ratio,
+        prompt_embed_dim=prompt_dim,
+        decoder_depth=dec_depth,
+        decoder_mlp_dim=dec_mlp,
+        mask_in_chans=mask_in,
+        num_multimask_outputs=n_mask - 1,
+        iou_head_hidden_dim=iou_hidden,
+        hq="mask_decoder.hf_token.weight" in state,
+    )
+
+
+def _load_strict(model: Sam, state: dict[str, torch.Tensor], path: Path, config: SamConfig) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = [f"{path} does not fit the {_describe(config)} architecture:"]
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: checkpoint "
+                f"{tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+            )
+        parts.append("Drop model_type to let samkit infer the architecture from the weights.")
+        raise CheckpointError(" ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def _describe(c: SamConfig) -> str:
+    hq = "HQ-SAM" if c.hq else "SAM"
+    return (
+        f"{hq} (width {c.encoder_embed_dim}, depth {c.encoder_depth}, "
+        f"{c.image_size} px, global blocks {list(c.encoder_global_attn_indexes)})"
+    )
+
+
+def save_safetensors(
+    model: Sam, path: str | os.PathLike, extra: dict[str, str] | None = None
+) -> None:
+    """Save weights in the official key layout, with the configuration in the metadata."""
+    from safetensors.torch import save_file
+
+    meta = {"samkit_config": json.dumps(model.config.to_dict())}  # type: ignore[union-attr]
+    meta.update(extra or {})
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(path), metadata=meta)
+
+
+# -- downloads ------------------------------------------------------------------------------
+
+
+def ensure_downloaded(entry: ZooEntry, progress: bool = True) -> Path:
+    """Path of a zoo checkpoint, downloading (with resume and checksum) when not cached."""
+    if entry.url is None:
+        p = WEIGHTS_DIR / entry.filename
+        if not p.exists():
+            raise CheckpointError(
+                f"the bundled model {entry.name} is missing from {WEIGHTS_DIR}; reinstall samkit"
+            )
+        return p
+    dest = cache_dir() / entry.filename
+    if dest.exists():
+        return dest
+    return download(entry.url, dest, sha256=entry.sha256, size=entry.bytes, progress=progress)
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+    chunk: int = 1 << 20,
+) -> Path:
+    """Download url to dest via dest.part, resuming a partial file with an HTTP Range request,
+    then verify the sha256 (or its published prefix) before renaming into place."""
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=60)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # the partial file is already complete
+            resp = None
+        else:
+            raise CheckpointError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CheckpointError(
+            f"cannot reach {url} ({e}); check the network, or download the file yourself and "
+            f"pass its path to samkit.load"
+        ) from None
+    if resp is not None:
+        if have and resp.status != 206:
+            have = 0  # the server ignored Range: start over
+        total = size or (have + int(resp.headers.get("Content-Length", 0))) or None
+        mode = "ab" if have else "wb"
+        try:
+            with (
+                open(part, mode) as f,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=not progress,
+                ) as bar,
+            ):
+                while True:
+                    buf = resp.read(chunk)
+                    if not buf:
+                        break
+                    f.write(buf)
+                    bar.update(len(buf))
+        except (OSError, TimeoutError) as e:
+            raise CheckpointError(
+                f"download of {url} was interrupted ({e}); run the same command again to "
+                f"resume from {part.stat().st_size if part.exists() else 0} bytes"
+            ) from None
+        finally:
+            resp.close()
+    got = part.stat().st_size
+    if size is not None and got < size:
+        raise CheckpointError(
+            f"download of {url} stopped at {got} of {size} bytes; run again to resume"
+        )
+    if sha256:
+        actual = sha256_file(part)
+        if not actual.startswith(sha256):
+            part.unlink()
+            raise ChecksumError(
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. The "
+                "corrupt file was deleted; run again to download it afresh"
+            )
+    os.replace(part, dest)
+    return dest
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for buf in iter(lambda: f.read(1 << 20), b""):
+            h.update(buf)
+    return h.hexdigest()
