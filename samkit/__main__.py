@@ -1,0 +1,5 @@
+import sys
+
+from samkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,202 @@
+"""`samkit ...` commands. Thin: parse arguments, call the library, print. Errors of our own become
+one-line messages and exit code 2; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "samkit-tiny"
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"zoo name (see `samkit models`) or a .pth/.safetensors path (default {DEFAULT_MODEL})",
+    )
+
+
+def load_model(name: str):  # type: ignore[no-untyped-def]
+    """The CLI's one way to get a model: the zoo/path loader, with a plain message on stderr."""
+    import samkit
+
+    return samkit.load(name)
+
+
+def _point(s: str) -> tuple[float, float, int]:
+    parts = s.split(",")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"'{s}' is not X,Y or X,Y,LABEL (e.g. 120,80 or 120,80,0)")
+    try:
+        x, y = float(parts[0]), float(parts[1])
+        label = int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{s}' is not X,Y or X,Y,LABEL with numbers") from None
+    return x, y, label
+
+
+def _box(s: str) -> tuple[float, float, float, float]:
+    try:
+        vals = [float(v) for v in s.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{s}' is not X0,Y0,X1,Y1 with numbers") from None
+    if len(vals) != 4:
+        raise argparse.ArgumentTypeError(f"'{s}' is not X0,Y0,X1,Y1 (four numbers)")
+    return vals[0], vals[1], vals[2], vals[3]
+
+
+# -- segment --------------------------------------------------------------------------------
+
+
+def add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment one object from clicks and/or a box",
+        description="Segment one object in IMG from clicks (--point) and/or a box (--box). "
+        "Writes the best mask as a PNG (255 = object).",
+    )
+    p.add_argument("image", help="image file")
+    p.add_argument(
+        "--point",
+        action="append",
+        type=_point,
+        default=[],
+        metavar="X,Y[,LABEL]",
+        help="a click in pixels; LABEL 1 = object (default), 0 = background; repeatable",
+    )
+    p.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="a box around the object")
+    p.add_argument("-o", "--output", default="mask.png", help="mask PNG to write")
+    p.add_argument("--overlay", help="also write the image with the mask drawn on it")
+    p.add_argument(
+        "--single",
+        action="store_true",
+        help="ask for one mask instead of picking the best of three",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _model_arg(p)
+    p.set_defaults(func=cmd_segment)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from samkit.errors import PromptError
+    from samkit.image_io import load_image
+    from samkit.masks import overlay, save_mask_png
+    from samkit.predictor import Predictor
+
+    if not args.point and args.box is None:
+        raise PromptError("give at least one --point X,Y or a --box X0,Y0,X1,Y1")
+    image = load_image(args.image)
+    pred = Predictor(load_model(args.model))
+    pred.set_image(image)
+    pts = np.array([p[:2] for p in args.point]) if args.point else None
+    lbl = np.array([p[2] for p in args.point]) if args.point else None
+    res = pred.predict(pts, lbl, box=args.box, multimask=not args.single)
+    k = int(np.argmax(res.scores))
+    mask = res.masks[k]
+    save_mask_png(mask, args.output)
+    if args.overlay:
+        overlay(image, [mask], points=pts, labels=lbl, box=args.box).save(args.overlay)
+    info = {
+        "mask": str(args.output),
+        "score": float(res.scores[k]),
+        "area": int(mask.sum()),
+        "scores": [float(s) for s in res.scores],
+        "overlay": args.overlay,
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"wrote {args.output} (area {info['area']} px, predicted IoU {info['score']:.3f})")
+        if args.overlay:
+            print(f"wrote {args.overlay}")
+    return 0
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list the model zoo and what is cached",
+        description="List zoo models: size, whether bundled or cached, source.",
+    )
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from samkit.checkpoints import WEIGHTS_DIR, ZOO, cache_dir
+
+    print(f"{'name':<16} {'size':>9}  {'status':<10} description")
+    for e in ZOO.values():
+        if e.url is None:
+            p = WEIGHTS_DIR / e.filename
+            status = "bundled" if p.exists() else "missing"
+            size = p.stat().st_size if p.exists() else 0
+        else:
+            p = cache_dir() / e.filename
+            status = "cached" if p.exists() else "download"
+            size = e.bytes or 0
+        print(f"{e.name:<16} {size / 1e6:>7.1f}MB  {status:<10} {e.description}")
+    print(f"\ncache: {cache_dir()} (set SAMKIT_HOME to move it)")
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the demo on the bundled model and sample images",
+        description="Segment sample images from a click and a box (and everything "
+        "mode), write overlay PNGs and print where they are.",
+    )
+    p.add_argument("-o", "--output", default="demo-out", help="folder for the pictures")
+    _model_arg(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from samkit.demo import run_demo
+
+    run_demo(Path(args.output), args.model)
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+COMMANDS = [add_demo, add_segment, add_models]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="samkit", description="Promptable image segmentation (SAM, HQ-SAM, PerSAM)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from samkit.errors import SamkitError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SamkitError as e:
+        print(f"samkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
