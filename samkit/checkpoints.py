@@ -209,7 +209,8 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
                 "file, convert it to a plain state dict or to safetensors yourself."
             ) from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({e})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+        # torch's unpickler fails in many ways on bytes that are not a checkpoint.
         raise CheckpointError(
             f"{path} could not be read as a checkpoint ({type(e).__name__}: {e}); it is "
             "probably truncated or not a checkpoint — download it again"

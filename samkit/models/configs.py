@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from samkit.models.image_encoder import ImageEncoderViT
 from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
@@ -62,7 +62,7 @@ CONFIGS: dict[str, SamConfig] = {
     ),
 }
 for _name in ("vit_b", "vit_l", "vit_h", "tiny"):
-    CONFIGS["hq_" + _name] = SamConfig(**{**CONFIGS[_name].to_dict(), "hq": True})
+    CONFIGS["hq_" + _name] = replace(CONFIGS[_name], hq=True)
 
 
 def build_sam(config: SamConfig | str) -> Sam:
