@@ -67,9 +67,10 @@ class TwoWayTransformer(nn.Module):
             if target_embedding is not None and i > 0:
                 queries = queries + target_embedding
             queries, keys = layer(queries, keys, query_pe, key_pe, attn_sim)
-        if target_embedding is not None:
-            queries = queries + target_embedding
         q = queries + query_pe
+        if target_embedding is not None:
+            # Official: ``q += t`` after ``q = queries + PE``; the residual below stays without t.
+            q = q + target_embedding
         k = keys + key_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
         return queries, keys

@@ -1,0 +1,389 @@
+"""PerSAM and PerSAM-F: segment one personal object in new images from a single reference
+image and mask (Zhang et al., "Personalize Segment Anything Model with One Shot").
+
+PerSAM (training-free): a positive/negative location prior from the similarity with the
+reference's target feature, target-guided attention and target-semantic prompting in the first
+decoder pass, then two cascaded refinement passes. PerSAM-F: two learnable weights mix SAM's three
+multimask outputs, fitted on the reference (SAM frozen), positive point only, a box in both
+refinements. By default every step reproduces the official scripts (``faithful=True``); see
+docs/persam.md for the quirks and what ``faithful=False`` changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samkit.errors import ImageError, PromptError, StateError
+from samkit.image_io import ImageLike, load_image
+from samkit.models.sam import Sam
+from samkit.persam_finetune import fit_scale_weights
+from samkit.persam_prior import (
+    attention_prior,
+    mask_box,
+    reference_cells,
+    select_points,
+    similarity_map,
+    target_features,
+)
+from samkit.predictor import ImageEmbedding, Predictor
+from samkit.transforms import boxes_to_input, coords_to_input
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class DecoderCall:
+    """One decoder pass: its prompts (original-image pixels) and the IoU scores it returned."""
+
+    points: np.ndarray
+    labels: np.ndarray
+    box: np.ndarray | None
+    multimask: bool
+    mask_input: bool
+    scores: np.ndarray
+
+
+@dataclass
+class PersonalizedMask:
+    """mask: bool H x W; score: predicted IoU of the chosen mask; points: P x 2 (x, y) prompt
+    points, positive first, with labels P (1 object, 0 background); similarity: float32 H x W
+    cosine similarity with the target; calls: every decoder pass, in order."""
+
+    mask: np.ndarray
+    score: float
+    points: np.ndarray
+    labels: np.ndarray
+    similarity: np.ndarray
+    calls: list[DecoderCall] = field(default_factory=list)
+
+
+@dataclass
+class _Decoded:
+    low: torch.Tensor  # K x 4h x 4w low-res logits
+    scores: np.ndarray  # K
+    high: torch.Tensor  # K x H x W logits at the original size
+
+    @property
+    def masks(self) -> np.ndarray:
+        return (self.high > 0).cpu().numpy()
+
+
+class PerSAM:
+    """One-shot personalised segmentation. ``PerSAM(model).fit(ref_image, ref_mask)``, then
+    ``segment(image)``; ``finetune=True`` gives PerSAM-F (``steps`` and ``lr`` of its fit)."""
+
+    def __init__(
+        self,
+        model: Sam,
+        finetune: bool = False,
+        faithful: bool = True,
+        steps: int = 1000,
+        lr: float = 1e-3,
+    ) -> None:
+        self.model = model.eval()
+        self.finetune = finetune
+        self.faithful = faithful
+        self.steps = steps
+        self.lr = lr
+        self._predictor = Predictor(model)
+        self.target_embedding: torch.Tensor | None = None  # 1 x 1 x C
+        self.target_feat: torch.Tensor | None = None  # 1 x C, L2-normalised
+        self._weights: torch.Tensor | None = None  # 3, PerSAM-F only
+        self.train_call: DecoderCall | None = None
+
+    # -- reference ------------------------------------------------------------------------
+
+    def fit(self, ref_image: ImageLike, ref_mask: ImageLike) -> PerSAM:
+        """Learn the target from one image and its mask (path/PIL/array, nonzero = object)."""
+        image = read_image(ref_image, self.faithful)
+        mask_rgb = read_reference_mask(ref_mask, image.shape[:2])
+        emb = self._predictor.set_image(image)
+        grid = tuple(emb.features.embeddings.shape[-2:])
+        with torch.no_grad():
+            cells = reference_cells(self.model, mask_rgb, grid, self.faithful)  # type: ignore[arg-type]
+            self.target_embedding, self.target_feat = target_features(
+                emb.features.embeddings, cells, mean_max=self.finetune
+            )
+        if self.finetune:
+            self._fit_weights(emb, mask_rgb)
+        return self
+
+    def _fit_weights(self, emb: ImageEmbedding, mask_rgb: np.ndarray) -> None:
+        sim = self._similarity(emb)
+        points, labels = select_points(sim, negative=False)
+        out = self._decode(emb, points, labels, None, None, multimask=True)
+        self.train_call = DecoderCall(points, labels, None, True, False, out.scores)
+        fg = mask_rgb[..., 0] > 0 if self.faithful else mask_rgb.any(axis=2)
+        target = torch.as_tensor(fg, device=self.model.device)
+        self._weights = fit_scale_weights(out.high.clone(), target, self.steps, self.lr)
+
+    @property
+    def scale_weights(self) -> np.ndarray:
+        """PerSAM-F's mixing weights [1 - w1 - w2, w1, w2] for multimask outputs 1, 2, 3."""
+        if self._weights is None:
+            raise StateError(
+                "scale weights exist only for a fitted PerSAM-F: use "
+                "PerSAM(model, finetune=True).fit(ref_image, ref_mask)"
+            )
+        return self._weights.cpu().numpy()
+
+    # -- targets --------------------------------------------------------------------------
+
+    def segment(self, image: ImageLike, box: Sequence[float] | None = None) -> PersonalizedMask:
+        """Find the personal object in one image. box (x0, y0, x1, y1), optional: a hint
+        added to the first decoder pass (``segment_video`` passes the previous frame's)."""
+        emb = self._predictor.set_image(read_image(image, self.faithful))
+        return self._segment_embedding(emb, None if box is None else np.asarray(box))
+
+    def segment_many(
+        self, images: Iterable[ImageLike], batch_size: int = 4
+    ) -> list[PersonalizedMask]:
+        """Segment a collection; images go through the encoder ``batch_size`` at a time."""
+        return list(self._iter_many(images, batch_size))
+
+    def segment_video(
+        self,
+        frames: Iterable[ImageLike] | str | os.PathLike,
+        follow: bool = True,
+        margin: int = 10,
+    ) -> Iterator[PersonalizedMask]:
+        """Segment frames in order (arrays, or a folder of images sorted by name), one result
+        per frame, lazily. Each frame is segmented on its own; with ``follow`` the previous
+        non-empty mask's box, grown by ``margin`` pixels, is given to the first decoder pass
+        as a hint. No memory beyond that box: no tracking, no re-identification."""
+        if isinstance(frames, (str, os.PathLike)):
+            frames = list_images(frames)
+        prev: np.ndarray | None = None
+        for frame in frames:
+            emb = self._predictor.set_image(read_image(frame, self.faithful))
+            hint = None
+            if follow and prev is not None:
+                h, w = emb.original_size
+                hint = np.array(
+                    [
+                        max(prev[0] - margin, 0),
+                        max(prev[1] - margin, 0),
+                        min(prev[2] + margin, w - 1),
+                        min(prev[3] + margin, h - 1),
+                    ]
+                )
+            res = self._segment_embedding(emb, hint)
+            box = mask_box(res.mask)
+            if box is not None:
+                prev = box
+            yield res
+
+    def _iter_many(
+        self, images: Iterable[ImageLike], batch_size: int
+    ) -> Iterator[PersonalizedMask]:
+        chunk: list[np.ndarray] = []
+        for im in images:
+            chunk.append(read_image(im, self.faithful))
+            if len(chunk) == batch_size:
+                yield from self._segment_chunk(chunk, batch_size)
+                chunk = []
+        if chunk:
+            yield from self._segment_chunk(chunk, batch_size)
+
+    def _segment_chunk(
+        self, arrays: list[np.ndarray], batch_size: int
+    ) -> Iterator[PersonalizedMask]:
+        for emb in self._predictor.set_images(arrays, batch_size):
+            yield self._segment_embedding(emb, None)
+
+    def _segment_embedding(self, emb: ImageEmbedding, hint: np.ndarray | None) -> PersonalizedMask:
+        if self.target_feat is None:
+            raise StateError("PerSAM is not fitted: call fit(ref_image, ref_mask) first")
+        sim = self._similarity(emb)
+        if self.finetune:
+            points, labels = select_points(sim, negative=False)
+            mask, score, calls = self._cascade_f(emb, points, labels, hint)
+        else:
+            points, labels = select_points(sim, negative=True)
+            mask, score, calls = self._cascade(emb, points, labels, sim, hint)
+        return PersonalizedMask(mask, score, points, labels, sim.cpu().numpy(), calls)
+
+    def _similarity(self, emb: ImageEmbedding) -> torch.Tensor:
+        with torch.no_grad():
+            return similarity_map(
+                self.model,
+                emb.features.embeddings,
+                self.target_feat,  # type: ignore[arg-type]
+                emb.input_size,
+                emb.original_size,
+            )
+
+    def _cascade(
+        self,
+        emb: ImageEmbedding,
+        pts: np.ndarray,
+        lbl: np.ndarray,
+        sim: torch.Tensor,
+        hint: np.ndarray | None,
+    ) -> tuple[np.ndarray, float, list[DecoderCall]]:
+        """PerSAM: guided first pass (1 mask), refine with its logits, then with box + logits."""
+        grid = tuple(emb.features.embeddings.shape[-2:])
+        with torch.no_grad():
+            attn_sim = attention_prior(
+                sim,
+                grid,  # type: ignore[arg-type]
+                emb.input_size,
+                self.model.image_size,
+                self.faithful,
+            )
+        calls: list[DecoderCall] = []
+        out = self._call(calls, emb, pts, lbl, hint, None, False, attn_sim, self.target_embedding)
+        out = self._call(calls, emb, pts, lbl, None, out.low[0:1], True)
+        best = int(np.argmax(out.scores))
+        box = mask_box(out.masks[best])
+        out = self._call(calls, emb, pts, lbl, box, out.low[best : best + 1], True)
+        best = int(np.argmax(out.scores))
+        return out.masks[best], float(out.scores[best]), calls
+
+    def _cascade_f(
+        self, emb: ImageEmbedding, pts: np.ndarray, lbl: np.ndarray, hint: np.ndarray | None
+    ) -> tuple[np.ndarray, float, list[DecoderCall]]:
+        """PerSAM-F: 3 masks mixed by the learned weights, then two box + logits refinements."""
+        w = self._weights
+        assert w is not None
+        calls: list[DecoderCall] = []
+        out = self._call(calls, emb, pts, lbl, hint, None, True)
+        mask = ((out.high * w[:, None, None]).sum(0) > 0).cpu().numpy()
+        low = (out.low * w[:, None, None]).sum(0, keepdim=True)
+        out = self._call(calls, emb, pts, lbl, mask_box(mask), low, True)
+        best = int(np.argmax(out.scores))
+        box = mask_box(out.masks[best])
+        out = self._call(calls, emb, pts, lbl, box, out.low[best : best + 1], True)
+        best = int(np.argmax(out.scores))
+        return out.masks[best], float(out.scores[best]), calls
+
+    # -- decoder --------------------------------------------------------------------------
+
+    def _call(
+        self,
+        calls: list[DecoderCall],
+        emb: ImageEmbedding,
+        pts: np.ndarray,
+        lbl: np.ndarray,
+        box: np.ndarray | None,
+        mask_input: torch.Tensor | None,
+        multimask: bool,
+        attn_sim: torch.Tensor | None = None,
+        target_embedding: torch.Tensor | None = None,
+    ) -> _Decoded:
+        """Decode and record the call. An empty mask gives no box (the official code crashes)."""
+        out = self._decode(emb, pts, lbl, box, mask_input, multimask, attn_sim, target_embedding)
+        calls.append(DecoderCall(pts, lbl, box, multimask, mask_input is not None, out.scores))
+        return out
+
+    def _decode(
+        self,
+        emb: ImageEmbedding,
+        pts: np.ndarray,
+        lbl: np.ndarray,
+        box: np.ndarray | None,
+        mask_input: torch.Tensor | None,
+        multimask: bool,
+        attn_sim: torch.Tensor | None = None,
+        target_embedding: torch.Tensor | None = None,
+    ) -> _Decoded:
+        """One decoder pass on one image; prompts in original pixels (the official float64
+        scaling, then float32). mask_input: 1 x 4h x 4w logits."""
+        s = self.model.image_size
+        dev = self.model.device
+        c = coords_to_input(pts, emb.original_size, s)
+        points = (
+            torch.as_tensor(c, dtype=torch.float32, device=dev)[None],
+            torch.as_tensor(lbl, dtype=torch.int32, device=dev)[None],
+        )
+        boxes = None
+        if box is not None:
+            b = boxes_to_input(box[None], emb.original_size, s)
+            boxes = torch.as_tensor(b, dtype=torch.float32, device=dev)
+        mi = None if mask_input is None else mask_input[None].float()
+        with torch.no_grad():
+            low, iou = self.model.decode(
+                emb.features,
+                points,
+                boxes,
+                mi,
+                multimask_output=multimask,
+                attn_sim=attn_sim,
+                target_embedding=target_embedding,
+            )
+            high = self.model.postprocess_masks(low, emb.input_size, emb.original_size)
+        return _Decoded(low[0], iou[0].float().cpu().numpy(), high[0])
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+def read_image(image: ImageLike, faithful: bool = True) -> np.ndarray:
+    """RGB uint8 H x W x 3. Faithful: files are decoded by OpenCV, as the official scripts do
+    (JPEG decoders differ by +-1); everything else goes through ``samkit.image_io``."""
+    if faithful and isinstance(image, (str, os.PathLike)):
+        import cv2
+
+        bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return load_image(image)
+
+
+def read_reference_mask(mask: ImageLike, size: tuple[int, int]) -> np.ndarray:
+    """The reference mask as the official code sees it: RGB uint8 H x W x 3.
+
+    Files are decoded by OpenCV (a PerSeg palette PNG gives (128, 0, 0) on the object); PIL
+    images are converted to RGB; H x W x 3 uint8 arrays are used as they are; other arrays are
+    binary (nonzero = object) and become 255 in every channel, like a 0/255 PNG.
+    """
+    if isinstance(mask, (str, os.PathLike)):
+        import cv2
+
+        bgr = cv2.imread(str(mask), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ImageError(f"cannot read the reference mask {mask}: not an image file")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    elif hasattr(mask, "convert"):
+        rgb = np.asarray(mask.convert("RGB"))  # type: ignore[union-attr]
+    else:
+        arr = np.asarray(mask)
+        if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
+            rgb = arr
+        elif arr.ndim == 2:
+            rgb = np.repeat(((arr != 0) * 255).astype(np.uint8)[..., None], 3, axis=2)
+        else:
+            raise ImageError(
+                f"a reference mask must be H x W or H x W x 3 uint8, got shape {arr.shape} "
+                f"dtype {arr.dtype}"
+            )
+    if rgb.shape[:2] != tuple(size):
+        raise ImageError(
+            f"reference mask size {rgb.shape[1]}x{rgb.shape[0]} (WxH) does not match the "
+            f"reference image {size[1]}x{size[0]}; give the mask of this image"
+        )
+    if not rgb.any():
+        raise PromptError(
+            "the reference mask is empty (all zero): mark the object with nonzero pixels"
+        )
+    return np.ascontiguousarray(rgb)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files in a folder, sorted by name (video frames)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ImageError(f"{root} is not a folder of frames")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ImageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    return files
+
+
+__all__ = ["DecoderCall", "PerSAM", "PersonalizedMask", "list_images", "read_image"]
