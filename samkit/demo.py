@@ -1,0 +1,114 @@
+"""`samkit demo`: the main job on the bundled model — segment sample images from a click and a
+box (and everything mode), write overlay pictures and print where they are."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from samkit.checkpoints import WEIGHTS_DIR, ZOO
+
+PHOTOS = Path("../shared/data/perseg-examples")
+
+
+def sample_images(n_synthetic: int = 3) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, image, ground-truth mask or None): synthetic scenes, plus the real photos in
+    ../shared/data when that folder is present."""
+    from samkit.image_io import load_image, load_mask
+
+    out: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+    try:
+        from samkit.data.synthetic import demo_scenes
+    except ImportError:
+        demo_scenes = None
+    if demo_scenes is not None:
+        for name, img, mask in demo_scenes(n_synthetic):
+            out.append((name, img, mask))
+    for root in (PHOTOS, Path(__file__).resolve().parents[2] / "shared/data/perseg-examples"):
+        if root.exists():
+            for p in sorted((root / "Images").glob("*/00.jpg")):
+                m = root / "Annotations" / p.parent.name / "00.png"
+                out.append(
+                    (f"photo_{p.parent.name}", load_image(p), load_mask(m) if m.exists() else None)
+                )
+            break
+    return out
+
+
+def _prompts(shape: tuple[int, int], gt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A click at the object's interior (distance-transform max) and its box, or the centre."""
+    h, w = shape
+    if gt is None or not gt.any():
+        return np.array([[w / 2, h / 2]]), np.array([w * 0.25, h * 0.25, w * 0.75, h * 0.75])
+    import cv2
+
+    dist = cv2.distanceTransform(gt.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(dist.argmax()), dist.shape)
+    ys, xs = np.nonzero(gt)
+    return np.array([[x, y]]), np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=float)
+
+
+def run_demo(out_dir: Path, model_name: str = "samkit-tiny") -> list[Path]:
+    import samkit
+    from samkit.masks import overlay
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bundled = ZOO.get(model_name)
+    if (
+        bundled is not None
+        and bundled.url is None
+        and not (WEIGHTS_DIR / bundled.filename).exists()
+    ):
+        from samkit.models import build_sam
+
+        print(
+            f"NOTE: the bundled model {model_name} is not trained yet; this demo runs a model "
+            "with RANDOM weights, so its masks are meaningless."
+        )
+        model = build_sam("tiny")
+    else:
+        model = samkit.load(model_name)
+    pred = samkit.Predictor(model)
+    written: list[Path] = []
+    for name, image, gt in sample_images():
+        t0 = time.perf_counter()
+        pred.set_image(image)
+        t_embed = time.perf_counter() - t0
+        point, box = _prompts(image.shape[:2], gt)
+        click = pred.predict(point, np.array([1]))
+        boxed = pred.predict(box=box, multimask=False)
+        k = int(np.argmax(click.scores))
+        line = f"{name:<24} {image.shape[1]}x{image.shape[0]}  embed {t_embed:.2f}s  "
+        line += f"click IoU-pred {click.scores[k]:.2f}"
+        if gt is not None:
+            iou_c = _iou(click.masks[k], gt)
+            iou_b = _iou(boxed.masks[0], gt)
+            line += f"  | true IoU: click {iou_c:.2f}, box {iou_b:.2f}"
+        p1 = out_dir / f"{name}_click.png"
+        overlay(image, [click.masks[k]], points=point, labels=np.array([1])).save(p1)
+        p2 = out_dir / f"{name}_box.png"
+        overlay(image, [boxed.masks[0]], box=box).save(p2)
+        written += [p1, p2]
+        try:
+            from samkit.automatic import MaskGenerator
+        except ImportError:
+            MaskGenerator = None  # noqa: N806
+        if MaskGenerator is not None:
+            anns = MaskGenerator(model, points_per_side=16).generate(image)
+            anns = sorted(anns, key=lambda a: -a["area"])
+            p3 = out_dir / f"{name}_everything.png"
+            overlay(image, [a["segmentation"] for a in anns], alpha=0.45).save(p3)
+            written.append(p3)
+            line += f"  everything: {len(anns)} masks"
+        print(line)
+    print(f"\nwrote {len(written)} pictures to {out_dir.resolve()}/")
+    for p in written:
+        print(f"  {p}")
+    return written
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
