@@ -1,0 +1,1 @@
+"""Training: SAM's losses, interactive prompt simulation and a resumable trainer."""
