@@ -169,9 +169,91 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- personalize ----------------------------------------------------------------------------
+
+
+def add_personalize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "personalize",
+        help="PerSAM: find one object, given by a reference image and mask, in new images",
+        description="Learn the object from --ref and --ref-mask (nonzero = object), then write "
+        "<name>.png (mask, 255 = object) and <name>_overlay.png for each target image.",
+    )
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="images to segment")
+    p.add_argument("--ref", required=True, help="reference image")
+    p.add_argument("--ref-mask", required=True, help="mask of the object in the reference image")
+    p.add_argument("-o", "--output", required=True, help="folder for the masks and overlays")
+    p.add_argument("--finetune", action="store_true", help="PerSAM-F (fit 2 scale weights)")
+    p.add_argument(
+        "--fixed",
+        action="store_true",
+        help="fix the official code's quirks (faithful=False; see docs/persam.md)",
+    )
+    _model_arg(p)
+    p.set_defaults(func=cmd_personalize)
+
+
+def cmd_personalize(args: argparse.Namespace) -> int:
+    from samkit.image_io import load_image
+    from samkit.masks import overlay, save_mask_png
+    from samkit.personalize import PerSAM
+
+    per = PerSAM(load_model(args.model), finetune=args.finetune, faithful=not args.fixed)
+    per.fit(args.ref, args.ref_mask)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for target, res in zip(args.targets, per.segment_many(args.targets)):
+        stem = Path(target).stem
+        save_mask_png(res.mask, out / f"{stem}.png")
+        pic = overlay(load_image(target), [res.mask], points=res.points, labels=res.labels)
+        pic.save(out / f"{stem}_overlay.png")
+        print(f"{target}: score {res.score:.3f}, {int(res.mask.sum())} pixels -> {out / stem}.png")
+    return 0
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from samkit.train.run import add_arguments
+
+    p = sub.add_parser(
+        "train",
+        help="train or fine-tune SAM (SAM recipe, interactive prompt simulation, resumable)",
+        description="Train SAM on synthetic scenes, an image+mask folder (also PerSeg layout) or "
+        "a COCO json. Example: samkit train --data DIR --init samkit-tiny --freeze image_encoder",
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from samkit.train.run import run
+
+    return run(args)
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    from samkit.eval.run import add_arguments
+
+    p = sub.add_parser("eval", help="evaluate a model (eval prompts DATA: 1-click, box, N-click)")
+    kinds = p.add_subparsers(dest="eval_kind", required=True)
+    q = kinds.add_parser(
+        "prompts",
+        help="click protocol of the SAM paper and box prompts on a folder, COCO json or "
+        "'synthetic' held-out scenes",
+    )
+    add_arguments(q)
+    _model_arg(q)
+    q.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from samkit.eval.run import run
+
+    return run(args, load_model(args.model))
+
+
 # -- entry point ----------------------------------------------------------------------------
 
-COMMANDS = [add_demo, add_segment, add_models]
+COMMANDS = [add_demo, add_segment, add_models, add_personalize, add_train, add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:
