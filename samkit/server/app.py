@@ -1,0 +1,312 @@
+"""The FastAPI app behind ``samkit serve``: an HTTP API (OpenAPI at /openapi.json, docs at
+/docs) and the web page at /. See docs/server.md."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+
+from samkit.errors import ImageError, SamkitError, StateError
+from samkit.masks import encode_rle
+from samkit.models.sam import Sam
+from samkit.server import schemas as S
+from samkit.server.limits import BodyLimit
+from samkit.server.state import DEFAULT_CACHE_BYTES, References, UnknownId, Workspace
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_MAX_UPLOAD = 20 * 2**20
+
+
+def create_app(
+    model: Sam,
+    data_dir: str | Path | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    model_name: str = "",
+) -> FastAPI:
+    """The app for one model. Uploaded images are kept under ``data_dir`` (a temporary folder
+    if None); embeddings live in an LRU of at most ``cache_bytes``; request bodies over
+    ``max_upload_bytes`` get 413 before they are read."""
+    if data_dir is None:
+        data_dir = tempfile.mkdtemp(prefix="samkit-serve-")
+    ws = Workspace(model, Path(data_dir), cache_bytes)
+    refs = References()
+    app = FastAPI(
+        title="samkit",
+        summary="Interactive segmentation with Segment Anything: prompts, everything mode, "
+        "personalization (PerSAM), export.",
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    app.state.workspace = ws
+    _errors(app)
+
+    @app.get("/api/health", tags=["server"])
+    def health() -> dict[str, Any]:
+        """Liveness and what the server holds: model, images, embedding cache."""
+        return {
+            "status": "ok",
+            "model": model_name,
+            "image_size": model.image_size,
+            "hq": model.is_hq,
+            "images": len(ws.image_ids()),
+            "cache": ws.cache.stats(),
+            "max_upload_bytes": max_upload_bytes,
+        }
+
+    # -- images -----------------------------------------------------------------------------
+
+    @app.post("/api/images", status_code=201, response_model=S.ImageOut, tags=["images"])
+    def upload(file: Annotated[UploadFile, File(description="an image file")]) -> S.ImageOut:
+        """Upload an image (multipart form field ``file``); it is embedded once, now."""
+        try:
+            image_id, entry, secs = ws.add_image(file.file.read())
+        except ImageError as e:
+            raise _Http(
+                415, f"{file.filename or 'the upload'} is not a readable image: {e}"
+            ) from None
+        h, w = entry.image.shape[:2]
+        return S.ImageOut(id=image_id, width=w, height=h, embed_ms=secs * 1e3)
+
+    @app.get("/api/images", tags=["images"])
+    def list_images() -> dict[str, list[str]]:
+        """Ids of the uploaded images."""
+        return {"images": ws.image_ids()}
+
+    @app.get("/api/images/{image_id}", response_model=S.ImageOut, tags=["images"])
+    def image_info(image_id: str) -> S.ImageOut:
+        h, w = ws.entry(image_id).image.shape[:2]
+        return S.ImageOut(id=image_id, width=w, height=h)
+
+    @app.get("/api/images/{image_id}/image.png", tags=["images"])
+    def image_png(image_id: str) -> Response:
+        """The image as the model sees it (decoded, EXIF-rotated RGB), as a PNG."""
+        buf = io.BytesIO()
+        Image.fromarray(ws.entry(image_id).image).save(buf, format="PNG", compress_level=1)
+        return Response(buf.getvalue(), media_type="image/png")
+
+    @app.delete("/api/images/{image_id}", status_code=204, tags=["images"])
+    def delete_image(image_id: str) -> Response:
+        ws.delete_image(image_id)
+        return Response(status_code=204)
+
+    # -- prompts ----------------------------------------------------------------------------
+
+    @app.post(
+        "/api/images/{image_id}/predict",
+        response_model=S.PredictOut,
+        response_model_exclude_none=True,
+        tags=["segment"],
+    )
+    def predict(image_id: str, prompt: S.Prompt) -> S.PredictOut:
+        """Segment one object from points, a box and/or a rough mask. Returns the candidates
+        (three with ``multimask``) with their predicted IoU, as PNG and/or COCO RLE."""
+        entry = ws.entry(image_id)
+        h, w = entry.image.shape[:2]
+        if not prompt.points and prompt.box is None and prompt.mask is None:
+            raise _Http(422, "give at least one point, a box or a mask")
+        mask_input = None
+        if prompt.mask is not None:
+            m = S.mask_in(prompt.mask, (h, w))
+            mask_input = mask_logits(m, entry.embedding.input_size, model.image_size)
+        t0 = time.perf_counter()
+        res = ws.predict(
+            image_id,
+            points=np.array(prompt.points, dtype=np.float64) if prompt.points else None,
+            labels=np.array(prompt.labels, dtype=np.int64) if prompt.points else None,
+            box=prompt.box,
+            mask_input=mask_input,
+            multimask=prompt.multimask,
+        )
+        ms = (time.perf_counter() - t0) * 1e3
+        masks = [S.mask_out(m, s, prompt.format) for m, s in zip(res.masks, res.scores)]
+        best = int(np.argmax(res.scores))
+        return S.PredictOut(width=w, height=h, best=best, masks=masks, decode_ms=ms)
+
+    @app.post("/api/images/{image_id}/everything", tags=["segment"])
+    def everything(image_id: str, opts: S.EverythingIn | None = None) -> dict[str, Any]:
+        """Segment everything (automatic mask generation); masks as COCO RLE, largest first."""
+        from samkit.automatic import MaskGenerator
+
+        image = ws.entry(image_id).image
+        gen = MaskGenerator(
+            model, output_mode="coco_rle", **(opts or S.EverythingIn()).model_dump()
+        )
+        t0 = time.perf_counter()
+        with ws.lock:
+            anns = gen.generate(image)
+        anns.sort(key=lambda a: -a["area"])
+        keep = ("segmentation", "area", "bbox", "predicted_iou", "stability_score")
+        return {
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "annotations": [{k: _plain(a[k]) for k in keep} for a in anns],
+            "ms": (time.perf_counter() - t0) * 1e3,
+        }
+
+    # -- personalization --------------------------------------------------------------------
+
+    @app.post("/api/references", status_code=201, tags=["personalize"])
+    def add_reference(body: S.ReferenceIn) -> dict[str, str]:
+        """Learn a personal object (PerSAM, training-free) from an uploaded image and its mask;
+        apply it to other images with ``/api/references/{id}/apply``."""
+        from samkit.personalize import PerSAM
+
+        image = ws.entry(body.image_id).image
+        mask = S.mask_in(body.mask, image.shape[:2])
+        with ws.lock:
+            per = PerSAM(model).fit(image, mask)
+        return {"id": refs.add(per)}
+
+    @app.post(
+        "/api/references/{ref_id}/apply",
+        response_model=S.ApplyOut,
+        response_model_exclude_none=True,
+        tags=["personalize"],
+    )
+    def apply_reference(ref_id: str, body: S.ApplyIn) -> S.ApplyOut:
+        """Find the reference's object in an uploaded image."""
+        per = refs.get(ref_id)
+        image = ws.entry(body.image_id).image
+        with ws.lock:
+            out = per.segment(image)
+        return S.ApplyOut(
+            mask=S.mask_out(out.mask, out.score, body.format),
+            points=[(float(x), float(y)) for x, y in out.points],
+            labels=[int(v) for v in out.labels],
+        )
+
+    @app.delete("/api/references/{ref_id}", status_code=204, tags=["personalize"])
+    def delete_reference(ref_id: str) -> Response:
+        refs.delete(ref_id)
+        return Response(status_code=204)
+
+    # -- export -----------------------------------------------------------------------------
+
+    @app.post("/api/export/coco", tags=["export"])
+    def export_coco(body: S.ExportIn) -> JSONResponse:
+        """Masks of one or more images as a COCO instances file (RLE segmentations)."""
+        return JSONResponse(
+            coco_file(ws, body),
+            headers={"content-disposition": 'attachment; filename="masks.coco.json"'},
+        )
+
+    @app.post("/api/export/png", tags=["export"])
+    def export_png(body: S.ReferenceIn) -> Response:
+        """One mask of an uploaded image as an 8-bit PNG (255 = object)."""
+        mask = S.mask_in(body.mask, ws.entry(body.image_id).image.shape[:2])
+        return Response(
+            S.png_bytes(mask),
+            media_type="image/png",
+            headers={"content-disposition": 'attachment; filename="mask.png"'},
+        )
+
+    # -- the web page -----------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def mask_logits(mask: np.ndarray, input_size: tuple[int, int], image_size: int) -> np.ndarray:
+    """A bool H x W mask -> 1 x S/4 x S/4 low-res logits (+-20) in the model's padded input
+    frame, the form ``Predictor.predict(mask_input=...)`` takes."""
+    h, w = input_size
+    pic = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR)
+    frame = np.zeros((image_size, image_size), np.float32)
+    frame[:h, :w] = np.asarray(pic, np.float32) / 255
+    low = Image.fromarray(frame).resize((image_size // 4,) * 2, Image.BILINEAR)
+    return ((np.asarray(low, np.float32) - 0.5) * 40)[None]
+
+
+def coco_file(ws: Workspace, body: S.ExportIn) -> dict[str, Any]:
+    """COCO instances dict: one image record per item, one annotation per mask."""
+    images, anns = [], []
+    for n, item in enumerate(body.items, start=1):
+        h, w = ws.entry(item.image_id).image.shape[:2]
+        images.append({"id": n, "file_name": item.image_id, "width": w, "height": h})
+        for k, m in enumerate(item.masks):
+            mask = S.mask_in(m, (h, w))
+            ann = {
+                "id": len(anns) + 1,
+                "image_id": n,
+                "category_id": 1,
+                "segmentation": encode_rle(mask)[0],
+                "area": int(mask.sum()),
+                "bbox": _bbox(mask),
+                "iscrowd": 0,
+            }
+            if item.scores is not None and k < len(item.scores):
+                ann["score"] = float(item.scores[k])
+            anns.append(ann)
+    cats = [{"id": 1, "name": "object", "supercategory": "object"}]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def _bbox(mask: np.ndarray) -> list[int]:
+    """XYWH of a mask's pixels ([0, 0, 0, 0] if empty), as COCO writes it."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return [0, 0, 0, 0]
+    x0, y0 = int(xs.min()), int(ys.min())
+    return [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class _Http(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        self.status, self.detail = status, detail
+
+
+def _errors(app: FastAPI) -> None:
+    """Our exceptions become JSON ``{"detail": message}`` with a fitting status."""
+
+    def reply(status: int) -> Any:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=status)
+
+        return handler
+
+    async def http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, _Http)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    app.add_exception_handler(_Http, http)
+    app.add_exception_handler(UnknownId, reply(404))
+    app.add_exception_handler(StateError, reply(409))
+    app.add_exception_handler(SamkitError, reply(422))
+
+
+def serve(
+    model_name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_dir: str | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+) -> None:
+    """Load a model and run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    import samkit
+
+    app = create_app(samkit.load(model_name), data_dir, cache_bytes, max_upload_bytes, model_name)
+    uvicorn.run(app, host=host, port=port, log_level="info")
