@@ -1,0 +1,158 @@
+"""``annotate``: the data engine's driver. Collect, skip what is done, annotate the rest on an
+engine, write each result atomically as it arrives, record failures, summarise."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samkit.engine.coco import write_coco
+from samkit.engine.collect import collect
+from samkit.engine.local import available_cores, run_local
+from samkit.engine.modes import MODES, ModeSpec, load_detections
+from samkit.engine.store import Store
+from samkit.engine.worker import Outcome, Task
+from samkit.errors import ConfigError, SamkitError
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class Summary:
+    """What one run did. ``failures``: (file_name, reason) of the images that failed in it."""
+
+    total: int
+    skipped: int
+    annotated: int = 0
+    masks: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def images_per_min(self) -> float:
+        return 60.0 * self.annotated / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, 1 when some image failed."""
+        return 1 if self.failures else 0
+
+    def __str__(self) -> str:
+        s = (
+            f"{self.total} images: {self.annotated} annotated ({self.masks} masks), "
+            f"{self.skipped} already done, {self.failed} failed; "
+            f"{self.seconds:.1f} s, {self.images_per_min:.1f} images/min"
+        )
+        return s
+
+
+def annotate(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    mode: str = "everything",
+    model: str = "samkit-tiny",
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    options: dict[str, Any] | None = None,
+    detections: str | os.PathLike | None = None,
+    ref_image: str | os.PathLike | None = None,
+    ref_mask: str | os.PathLike | None = None,
+    finetune: bool = False,
+    coco: str | os.PathLike | None = None,
+    progress: bool | None = None,
+) -> Summary:
+    """Annotate every image of ``source`` (a folder, recursively, or a manifest of paths) into
+    ``out_dir`` (one SA-1B JSON per image; see ``samkit.engine.store``). Images already done
+    are skipped, so rerunning resumes. ``options``: MaskGenerator options (everything mode).
+    ``workers``: processes or actors (default: one per core). ``progress``: None shows a bar
+    on a terminal only."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
+    items = collect(source)
+    store = Store(out_dir)
+    store.remove_temporaries()
+    spec, prompts, categories = _mode_spec(
+        mode, model, options, detections, ref_image, ref_mask, finetune, items
+    )
+    todo = [Task(it, prompts.get(it.file_name, [])) for it in items if not store.is_done(it)]
+    summary = Summary(total=len(items), skipped=len(items) - len(todo))
+    n = available_cores() if workers is None else workers
+    if todo:
+        if engine == "local":
+            outcomes = run_local(todo, spec, n)
+        else:
+            from samkit.engine.ray_backend import run_ray
+
+            threads = max(1, available_cores() // max(1, n)) if address is None else 1
+            outcomes = run_ray(todo, spec, max(1, n), address, threads)
+        _consume(outcomes, store, summary, progress)
+    store.finish(summary.failures)
+    if coco is not None:
+        write_coco(items, store, coco, categories)
+    return summary
+
+
+def _mode_spec(
+    mode: str,
+    model: str,
+    options: dict[str, Any] | None,
+    detections: str | os.PathLike | None,
+    ref_image: str | os.PathLike | None,
+    ref_mask: str | os.PathLike | None,
+    finetune: bool,
+    items: list,
+) -> tuple[ModeSpec, dict[str, list[dict[str, Any]]], list[dict[str, Any]] | None]:
+    if mode == "everything":
+        return ModeSpec(mode, model, dict(options or {})), {}, None
+    if mode == "boxes":
+        if detections is None:
+            raise ConfigError("--mode boxes needs --detections FILE (COCO JSON with boxes)")
+        prompts, cats = load_detections(detections, items)
+        return ModeSpec(mode, model), prompts, cats
+    if ref_image is None or ref_mask is None:
+        raise ConfigError("--mode personalize needs --ref IMAGE and --ref-mask MASK")
+    for p in (ref_image, ref_mask):
+        if not Path(p).is_file():
+            raise ConfigError(f"reference file {p} does not exist")
+    opts = {"ref_image": str(ref_image), "ref_mask": str(ref_mask), "finetune": finetune}
+    return ModeSpec(mode, model, opts), {}, None
+
+
+def _consume(
+    outcomes: Iterator[Outcome], store: Store, summary: Summary, progress: bool | None
+) -> None:
+    from tqdm import tqdm
+
+    run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    t0 = time.perf_counter()
+    total = summary.total - summary.skipped
+    bar = tqdm(total=total, unit="img", disable=None if progress is None else not progress)
+    try:
+        for o in outcomes:
+            if o.fatal:
+                raise SamkitError(f"the workers could not start: {o.error}")
+            if o.ok:
+                store.write_result(o.item, o.text)
+                store.log_done(o.item, run_id, masks=o.n_masks, seconds=round(o.seconds, 3))
+                summary.annotated += 1
+                summary.masks += o.n_masks
+            else:
+                store.record_failure(o.item, o.error)
+                summary.failures.append((o.item.file_name, o.error))
+            summary.seconds = time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix_str(f"{summary.images_per_min:.1f} img/min, {summary.failed} failed")
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
