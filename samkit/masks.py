@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -77,3 +77,147 @@ def _erode(m: np.ndarray) -> np.ndarray:
     e[:, 1:] &= m[:, :-1]
     e[:, :-1] &= m[:, 1:]
     return e
+
+
+# -- encodings ------------------------------------------------------------------------------
+# COCO RLE (compressed, ``{"size": [h, w], "counts": str}``) is what SA-1B files hold; the
+# uncompressed form (``"counts": [ints]``, column-major runs starting with a 0-run) is what the
+# official generator returns for ``output_mode="uncompressed_rle"``.
+
+Rle = dict  # {"size": [h, w], "counts": str | bytes | list[int]}
+
+
+def _as_bool_stack(masks: np.ndarray) -> np.ndarray:
+    m = np.asarray(masks)
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim != 3:
+        raise ValueError(f"masks must be H x W or N x H x W, got shape {m.shape}")
+    return m.astype(bool, copy=False)
+
+
+def encode_rle(masks: np.ndarray) -> list[Rle]:
+    """N x H x W (or H x W) bool -> N COCO RLEs with str counts (JSON-ready), via pycocotools."""
+    from pycocotools import mask as mask_utils
+
+    m = _as_bool_stack(masks)
+    rles = mask_utils.encode(np.asfortranarray(m.transpose(1, 2, 0).astype(np.uint8)))
+    return [_jsonable(r) for r in rles]
+
+
+def encode_rle_fortran(masks_hwn: np.ndarray) -> list[Rle]:
+    """H x W x N uint8 array in Fortran order (no copy) -> N COCO RLEs with str counts."""
+    from pycocotools import mask as mask_utils
+
+    return [_jsonable(r) for r in mask_utils.encode(masks_hwn)]
+
+
+def _jsonable(rle: dict) -> Rle:
+    c = rle["counts"]
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": c.decode() if isinstance(c, bytes) else c,
+    }
+
+
+def _coco(rle: Rle) -> dict:
+    """Any RLE -> the pycocotools object (compressed, bytes counts)."""
+    from pycocotools import mask as mask_utils
+
+    h, w = rle["size"]
+    c = rle["counts"]
+    if isinstance(c, list):
+        return mask_utils.frPyObjects({"size": [h, w], "counts": c}, h, w)
+    return {"size": [h, w], "counts": c.encode() if isinstance(c, str) else c}
+
+
+def decode_rle(rle: Rle) -> np.ndarray:
+    """COCO (compressed) or uncompressed RLE -> bool H x W."""
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode(_coco(rle)).astype(bool)
+
+
+def rle_area(rle: Rle) -> int:
+    """Number of pixels of an RLE mask (either form)."""
+    if isinstance(rle["counts"], list):
+        return int(sum(rle["counts"][1::2]))
+    from pycocotools import mask as mask_utils
+
+    return int(mask_utils.area(_coco(rle)))
+
+
+def uncompressed_rle(mask: np.ndarray) -> Rle:
+    """bool H x W -> uncompressed RLE, exactly the official ``mask_to_rle_pytorch`` format:
+    column-major runs, starting with the count of leading zeros (0 if the first pixel is set)."""
+    m = np.asarray(mask, dtype=bool)
+    h, w = m.shape
+    flat = m.T.reshape(-1)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [h * w]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts
+    return {"size": [h, w], "counts": counts}
+
+
+def coco_to_uncompressed(rle: Rle) -> Rle:
+    """COCO RLE -> uncompressed RLE (official format)."""
+    return uncompressed_rle(decode_rle(rle))
+
+
+def uncompressed_to_coco(rle: Rle) -> Rle:
+    """Uncompressed RLE -> COCO RLE with str counts (as the official ``coco_encode_rle``)."""
+    return _jsonable(_coco(rle))
+
+
+# -- polygons and label maps ----------------------------------------------------------------
+
+
+def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
+    """bool H x W -> outer contours as COCO polygons ``[x0, y0, x1, y1, ...]`` (pixel centres),
+    for labeling tools. Holes are not represented; use RLE where they matter."""
+    import cv2
+
+    contours, _ = cv2.findContours(
+        np.asarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= min_points]
+
+
+def label_map(masks: Sequence[np.ndarray], shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Masks (bool H x W each) -> int32 H x W map, 0 = no mask, i + 1 = mask i. Larger masks are
+    drawn first, so a small mask inside a large one keeps its pixels."""
+    if not len(masks) and shape is None:
+        raise ValueError("label_map needs masks or a shape")
+    h, w = shape if shape is not None else np.asarray(masks[0]).shape
+    out = np.zeros((h, w), dtype=np.int32)
+    areas = [int(np.asarray(m).sum()) for m in masks]
+    for i in sorted(range(len(masks)), key=lambda k: -areas[k]):
+        out[np.asarray(masks[i], dtype=bool)] = i + 1
+    return out
+
+
+def save_label_map_png(labels: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a label map as an 8-bit PNG (up to 255 labels) or a 16-bit PNG (up to 65535)."""
+    top = int(labels.max()) if labels.size else 0
+    if top > 65535:
+        raise ValueError(f"{top} labels do not fit a 16-bit PNG (at most 65535)")
+    dtype = np.uint8 if top <= 255 else np.uint16
+    Image.fromarray(labels.astype(dtype)).save(path)
+
+
+def annotation_masks(anns: Sequence[dict]) -> list[np.ndarray]:
+    """The bool H x W masks of generator records, whatever their ``output_mode``."""
+    out = []
+    for a in anns:
+        seg = a["segmentation"]
+        out.append(decode_rle(seg) if isinstance(seg, dict) else np.asarray(seg, dtype=bool))
+    return out
+
+
+def overlay_annotations(image: np.ndarray, anns: Sequence[dict], alpha: float = 0.5) -> Image.Image:
+    """All generator records drawn over the image, largest first (small ones stay visible)."""
+    masks = annotation_masks(anns)
+    order = sorted(range(len(masks)), key=lambda k: -int(masks[k].sum()))
+    return overlay(image, [masks[k] for k in order], alpha=alpha)

@@ -1,0 +1,461 @@
+"""Segment everything: prompt SAM with a grid of points (per crop), keep the confident and
+stable masks, remove duplicates. Same masks as ``segment_anything.SamAutomaticMaskGenerator``.
+
+Why it is faster than the official generator, with the same outputs:
+- the predicted-IoU filter runs on the decoder's scores *before* any upsampling, so only the
+  survivors are upsampled to the crop's resolution (in chunks, so memory stays bounded);
+- the stability score and the binary mask come from those same upsampled logits (exact);
+- masks are RLE-encoded by pycocotools in C, straight from a Fortran-ordered buffer;
+- small-region cleanup works on the mask's bounding box when that is provably the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.ops.boxes import batched_nms
+
+from samkit import amg_utils
+from samkit.errors import ConfigError
+from samkit.image_io import ImageLike, load_image
+from samkit.masks import decode_rle, encode_rle_fortran, rle_area, uncompressed_rle
+from samkit.models.sam import Sam
+from samkit.predictor import Predictor
+from samkit.transforms import coords_to_input
+
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+
+# The paper's and notebooks' settings. Values not named keep the official defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Official defaults (SamAutomaticMaskGenerator()).
+    "default": {},
+    # SA-1B fully automatic stage (paper, Appendix B): 32x32 grid plus 2x2 and 4x4 crops with
+    # 16x16 and 8x8 grids, IoU > 0.88, stability >= 0.95, NMS 0.7, 100-px cleanup.
+    "sa1b": dict(
+        points_per_side=32,
+        pred_iou_thresh=0.88,
+        stability_score_thresh=0.95,
+        box_nms_thresh=0.7,
+        crop_n_layers=2,
+        crop_nms_thresh=0.7,
+        crop_n_points_downscale_factor=2,
+        min_mask_region_area=100,
+    ),
+    # AMG notebook, "better for small objects".
+    "small_objects": dict(
+        points_per_side=32,
+        pred_iou_thresh=0.86,
+        stability_score_thresh=0.92,
+        crop_n_layers=1,
+        crop_n_points_downscale_factor=2,
+        min_mask_region_area=100,
+    ),
+    # Object proposals for LVIS (paper, D.3): 64x64 grid, no crops, no filters, NMS 0.9.
+    "proposals": dict(
+        points_per_side=64,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=0.9,
+        crop_n_layers=0,
+    ),
+    # Edge detection on BSDS500 (paper, D.2): 16x16 grid, no filters, NMS.
+    "edges": dict(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=0.0),
+}
+
+# Upsampled logits are processed in chunks of at most this many bytes (bounded peak memory).
+_CHUNK_BYTES = 256 * 2**20
+
+
+@dataclass
+class _Masks:
+    """Kept masks of one crop or image, in the official order. boxes: M x 4 int64 XYXY;
+    iou: M float32; points: M x 2 float64; stability: M float32; crop_boxes: M x 4 int64."""
+
+    rles: list[dict] = field(default_factory=list)
+    boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
+    iou: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    points: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.float64))
+    stability: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    crop_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def filter(self, keep: torch.Tensor) -> _Masks:
+        idx = keep.nonzero().flatten() if keep.dtype == torch.bool else keep
+        il = idx.tolist()
+        return _Masks(
+            [self.rles[i] for i in il],
+            self.boxes[idx],
+            self.iou[idx],
+            self.points[idx],
+            self.stability[idx],
+            self.crop_boxes[idx],
+        )
+
+    @staticmethod
+    def cat(parts: Sequence[_Masks]) -> _Masks:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return _Masks()
+        return _Masks(
+            [r for p in parts for r in p.rles],
+            torch.cat([p.boxes for p in parts]),
+            torch.cat([p.iou for p in parts]),
+            torch.cat([p.points for p in parts]),
+            torch.cat([p.stability for p in parts]),
+            torch.cat([p.crop_boxes for p in parts]),
+        )
+
+
+class MaskGenerator:
+    """Automatic mask generation ("segment everything") with the official options.
+
+    points_per_side / point_grids: exactly one; a grid is n x n points per crop layer, or give
+      one (K x 2, in [0, 1]) array per layer.
+    points_per_batch: points decoded at once (memory knob; does not change the result).
+    pred_iou_thresh: keep masks whose predicted IoU is > this (0 disables).
+    stability_score_thresh: keep masks whose stability score is >= this (0 disables);
+      stability = IoU(logits > offset, logits > -offset) with offset stability_score_offset.
+    box_nms_thresh / crop_nms_thresh: box-IoU cutoffs for duplicates within / across crops.
+    crop_n_layers, crop_overlap_ratio, crop_n_points_downscale_factor: extra crop layers (layer
+      i has (2^i)² crops and int(n / factor^i) points per side).
+    min_mask_region_area: fill holes and drop islands smaller than this many pixels (0: off).
+    output_mode: "binary_mask" (bool H x W), "uncompressed_rle" or "coco_rle".
+    progress: show a tqdm bar over point batches.
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: Sequence[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+        progress: bool = False,
+    ) -> None:
+        _check_options(locals())
+        if points_per_side is not None:
+            grids = amg_utils.build_all_layer_point_grids(
+                points_per_side, crop_n_layers, crop_n_points_downscale_factor
+            )
+        else:
+            grids = [np.asarray(g, dtype=np.float64) for g in point_grids or []]
+        _check_grids(grids, crop_n_layers)
+        self.point_grids = grids
+        self.predictor = Predictor(model)
+        self.model = self.predictor.model
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.progress = progress
+
+    @classmethod
+    def from_preset(cls, model: Sam, name: str, **overrides: Any) -> MaskGenerator:
+        """A generator with a named setting (see ``PRESETS``); keyword arguments override it."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+        return cls(model, **{**PRESETS[name], **overrides})
+
+    # -- public ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, image: ImageLike) -> list[dict[str, Any]]:
+        """Segment everything in an image (path, PIL or RGB uint8 H x W x 3).
+
+        Returns one record per mask, in the official order, with the SA-1B fields:
+        segmentation (bool H x W or RLE dict, per output_mode), area (int), bbox (XYWH ints),
+        predicted_iou, point_coords ([[x, y]] in pixels), stability_score, crop_box (XYWH).
+        """
+        img = load_image(image)
+        data = self._generate_masks(img)
+        if self.min_mask_region_area > 0 and len(data):
+            data = self._postprocess_small_regions(
+                data, max(self.box_nms_thresh, self.crop_nms_thresh)
+            )
+        return [self._record(data, i) for i in range(len(data))]
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def _generate_masks(self, image: np.ndarray) -> _Masks:
+        h, w = image.shape[:2]
+        crop_boxes, layer_idxs = amg_utils.generate_crop_boxes(
+            (h, w), self.crop_n_layers, self.crop_overlap_ratio
+        )
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            b = self.points_per_batch
+            total = sum(-(-len(self.point_grids[li]) // b) for li in layer_idxs)
+            bar = tqdm(total=total, desc="segment everything", unit="batch")
+        try:
+            parts = [
+                self._process_crop(image, box, li, (h, w), bar)
+                for box, li in zip(crop_boxes, layer_idxs)
+            ]
+        finally:
+            if bar is not None:
+                bar.close()
+        data = _Masks.cat(parts)
+        if len(crop_boxes) > 1 and len(data):
+            # Prefer masks from smaller crops.
+            scores = 1 / _box_area(data.crop_boxes)
+            keep = batched_nms(
+                data.boxes.float(), scores, torch.zeros(len(data)), self.crop_nms_thresh
+            )
+            data = data.filter(keep)
+        return data
+
+    def _process_crop(
+        self,
+        image: np.ndarray,
+        crop_box: list[int],
+        layer: int,
+        orig_size: tuple[int, int],
+        bar: Any,
+    ) -> _Masks:
+        x0, y0, x1, y1 = crop_box
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        emb = self.predictor.set_image(crop)
+        ch, cw = crop.shape[:2]
+        points = self.point_grids[layer] * np.array([[cw, ch]], dtype=np.float64)
+        b = self.points_per_batch
+        parts = []
+        for i in range(0, len(points), b):
+            parts.append(self._process_batch(points[i : i + b], emb, crop_box, orig_size))
+            if bar is not None:
+                bar.update(1)
+        self.predictor.embedding = None
+        data = _Masks.cat(parts)
+        if not len(data):
+            return data
+        keep = batched_nms(
+            data.boxes.float(), data.iou, torch.zeros(len(data)), self.box_nms_thresh
+        )
+        data = data.filter(keep)
+        off = torch.tensor([[x0, y0, x0, y0]])
+        data.boxes = data.boxes + off
+        data.points = data.points + off[:, :2]
+        data.crop_boxes = torch.tensor([crop_box] * len(data), dtype=torch.int64)
+        return data
+
+    def _process_batch(
+        self,
+        points: np.ndarray,
+        emb: Any,
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+    ) -> _Masks:
+        model = self.model
+        dev = model.device
+        coords = coords_to_input(points, emb.original_size, model.image_size)
+        # float64 coordinates until the positional encoding, as the official generator.
+        in_pts = torch.as_tensor(coords, device=dev)[:, None, :]
+        in_lbl = torch.ones(len(points), 1, dtype=torch.int, device=dev)
+        low, iou = model.decode(emb.features, points=(in_pts, in_lbl), multimask_output=True)
+        k = low.shape[1]
+        low = low.flatten(0, 1)
+        iou = iou.flatten(0, 1).float()
+        pts = torch.as_tensor(points.repeat(k, axis=0))
+
+        # The IoU filter needs no pixels: apply it before upsampling anything.
+        if self.pred_iou_thresh > 0.0:
+            keep = (iou > self.pred_iou_thresh).nonzero().flatten()
+            low, iou, pts = low[keep], iou[keep], pts[keep]
+        if len(low) == 0:
+            return _Masks()
+
+        ch, cw = emb.original_size
+        chunk = max(1, _CHUNK_BYTES // (4 * ch * cw))
+        out = []
+        for s in range(0, len(low), chunk):
+            out.append(self._masks_from_logits(low[s : s + chunk], crop_box, orig_size, emb))
+        rles = [r for o in out for r in o[0]]
+        keep_all = torch.cat([o[1] for o in out]).nonzero().flatten()
+        stab = torch.cat([o[2] for o in out])
+        boxes = torch.cat([o[3] for o in out])
+        return _Masks(
+            rles,
+            boxes,
+            iou[keep_all].cpu(),
+            pts[keep_all],
+            stab,
+            torch.zeros(len(rles), 4, dtype=torch.int64),
+        )
+
+    def _masks_from_logits(
+        self,
+        low: torch.Tensor,
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+        emb: Any,
+    ) -> tuple[list[dict], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Low-res logits M x 4h x 4w -> (RLEs, M bool kept, stability, boxes) of the masks
+        that pass the stability and crop-edge filters; crop-resolution work happens here."""
+        model = self.model
+        thr = model.mask_threshold
+        up = model.postprocess_masks(low[:, None], emb.input_size, emb.original_size)[:, 0]
+        off = self.stability_score_offset
+        inter = (up > thr + off).flatten(1).sum(-1)
+        union = (up > thr - off).flatten(1).sum(-1)
+        stab = (inter.to(torch.int32) / union.to(torch.int32)).cpu()
+        keep = torch.ones(len(up), dtype=torch.bool)
+        if self.stability_score_thresh > 0.0:
+            keep = stab >= self.stability_score_thresh
+        masks = up[keep.to(up.device)] > thr
+        del up
+        boxes = amg_utils.masks_to_boxes(masks).cpu()
+        oh, ow = orig_size
+        edge = amg_utils.near_crop_edge(boxes.numpy(), crop_box, [0, 0, ow, oh])
+        if edge.any():
+            inner = torch.from_numpy(~edge)
+            masks, boxes = masks[inner.to(masks.device)], boxes[inner]
+            idx = keep.nonzero().flatten()[inner]
+            keep = torch.zeros_like(keep)
+            keep[idx] = True
+        return _encode_uncropped(masks, crop_box, orig_size), keep, stab[keep], boxes
+
+    def _postprocess_small_regions(self, data: _Masks, nms_thresh: float) -> _Masks:
+        """Fill small holes, drop small islands, re-run NMS preferring unchanged masks."""
+        area = self.min_mask_region_area
+        new_masks, new_boxes, scores = [], [], []
+        for rle in data.rles:
+            m = decode_rle(rle)
+            m, ch1 = amg_utils.remove_small_regions(m, area, "holes")
+            m, ch2 = amg_utils.remove_small_regions(m, area, "islands")
+            changed = ch1 or ch2
+            new_masks.append(m if changed else None)
+            new_boxes.append(amg_utils.masks_to_boxes(torch.from_numpy(m)[None])[0])
+            scores.append(0.0 if changed else 1.0)
+        boxes = torch.stack(new_boxes)
+        keep = batched_nms(
+            boxes.float(), torch.as_tensor(scores), torch.zeros(len(boxes)), nms_thresh
+        )
+        for i in keep.tolist():
+            if new_masks[i] is not None:
+                mh = new_masks[i].astype(np.uint8)
+                data.rles[i] = encode_rle_fortran(np.asfortranarray(mh[:, :, None]))[0]
+                data.boxes[i] = boxes[i]
+        return data.filter(keep)
+
+    def _record(self, data: _Masks, i: int) -> dict[str, Any]:
+        rle = data.rles[i]
+        if self.output_mode == "coco_rle":
+            seg: Any = rle
+        elif self.output_mode == "binary_mask":
+            seg = decode_rle(rle)
+        else:
+            seg = uncompressed_rle(decode_rle(rle))
+        b = data.boxes[i].tolist()
+        c = data.crop_boxes[i].tolist()
+        return {
+            "segmentation": seg,
+            "area": rle_area(rle),
+            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+            "predicted_iou": data.iou[i].item(),
+            "point_coords": [data.points[i].tolist()],
+            "stability_score": data.stability[i].item(),
+            "crop_box": [c[0], c[1], c[2] - c[0], c[3] - c[1]],
+        }
+
+
+def _box_area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _encode_uncropped(
+    masks: torch.Tensor, crop_box: list[int], orig_size: tuple[int, int]
+) -> list[dict]:
+    """M x h x w bool masks of a crop -> M COCO RLEs in the full image's frame."""
+    if len(masks) == 0:
+        return []
+    oh, ow = orig_size
+    x0, y0, x1, y1 = crop_box
+    # Column-major (Fortran) H x W x M is what pycocotools reads without copying.
+    mt = masks.transpose(1, 2).contiguous().cpu().numpy().view(np.uint8)  # M x w x h
+    if [x0, y0, x1, y1] == [0, 0, ow, oh]:
+        return encode_rle_fortran(mt.transpose(2, 1, 0))
+    full = np.zeros((len(masks), ow, oh), dtype=np.uint8)
+    full[:, x0:x1, y0:y1] = mt
+    return encode_rle_fortran(full.transpose(2, 1, 0))
+
+
+def _check_options(o: dict[str, Any]) -> None:
+    if (o["points_per_side"] is None) == (o["point_grids"] is None):
+        raise ConfigError(
+            "give exactly one of points_per_side (e.g. 32) or point_grids (one K x 2 array in "
+            "[0, 1] per crop layer); set the other to None"
+        )
+    pps = o["points_per_side"]
+    if pps is not None and (not isinstance(pps, (int, np.integer)) or pps < 1):
+        raise ConfigError(f"points_per_side must be a positive integer, got {pps!r}")
+    if not isinstance(o["points_per_batch"], (int, np.integer)) or o["points_per_batch"] < 1:
+        raise ConfigError(f"points_per_batch must be >= 1, got {o['points_per_batch']!r}")
+    for name in ("pred_iou_thresh", "stability_score_thresh"):
+        v = o[name]
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1] (0 turns the filter off), got {v}")
+    for name in ("box_nms_thresh", "crop_nms_thresh"):
+        v = o[name]
+        if not 0.0 < v <= 1.0:
+            raise ConfigError(f"{name} is a box IoU and must be in (0, 1], got {v}")
+    if o["stability_score_offset"] <= 0:
+        raise ConfigError(
+            f"stability_score_offset must be > 0 (logit offset, default 1.0), "
+            f"got {o['stability_score_offset']}"
+        )
+    if not isinstance(o["crop_n_layers"], (int, np.integer)) or o["crop_n_layers"] < 0:
+        raise ConfigError(f"crop_n_layers must be an integer >= 0, got {o['crop_n_layers']!r}")
+    if not 0.0 <= o["crop_overlap_ratio"] < 1.0:
+        raise ConfigError(
+            f"crop_overlap_ratio must be in [0, 1) (fraction of the short side), "
+            f"got {o['crop_overlap_ratio']}"
+        )
+    f = o["crop_n_points_downscale_factor"]
+    if not isinstance(f, (int, np.integer)) or f < 1:
+        raise ConfigError(f"crop_n_points_downscale_factor must be an integer >= 1, got {f!r}")
+    if o["min_mask_region_area"] < 0:
+        raise ConfigError(f"min_mask_region_area must be >= 0, got {o['min_mask_region_area']}")
+    if o["output_mode"] not in OUTPUT_MODES:
+        raise ConfigError(
+            f"unknown output_mode '{o['output_mode']}'; choose one of {', '.join(OUTPUT_MODES)}"
+        )
+
+
+def _check_grids(grids: list[np.ndarray], crop_n_layers: int) -> None:
+    if len(grids) != crop_n_layers + 1:
+        raise ConfigError(
+            f"point_grids has {len(grids)} grids but crop_n_layers={crop_n_layers} needs "
+            f"{crop_n_layers + 1} (one per layer, the whole image first)"
+        )
+    for i, g in enumerate(grids):
+        if g.ndim != 2 or g.shape[1] != 2:
+            raise ConfigError(f"point grid {i} must be K x 2 (x, y) in [0, 1], got {g.shape}")
+        if len(g) == 0:
+            raise ConfigError(
+                f"crop layer {i} gets a grid of 0 points; raise points_per_side or lower "
+                "crop_n_layers / crop_n_points_downscale_factor so every layer has >= 1 point"
+            )
+        if not np.isfinite(g).all() or g.min() < 0 or g.max() > 1:
+            raise ConfigError(f"point grid {i} must lie in [0, 1] (fractions of the crop size)")
