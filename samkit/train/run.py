@@ -35,7 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["image_encoder", "prompt_encoder", "mask_decoder"],
     )
     p.add_argument("--out", default="runs/train", help="checkpoint folder (resumed from)")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000, help="steps (a cap with --minutes)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="train for this much wall time; the lr decays at 2/3 and 96%% of it",
+    )
     p.add_argument("--images-per-step", type=int, default=4)
     p.add_argument("--masks-per-image", type=int, default=4)
     p.add_argument("--rounds", type=int, default=11, help="interactive rounds per mask (11)")
@@ -96,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         freeze=tuple(args.freeze),
         checkpoint_every_s=args.checkpoint_every,
         log_every=args.log_every,
+        time_budget_s=None if args.minutes is None else args.minutes * 60,
         threads=args.threads,
         export=args.export,
         command="samkit train "

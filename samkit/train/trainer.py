@@ -54,6 +54,9 @@ class TrainConfig:
     log_every: int = 25
     threads: int = 1
     export: str | None = None  # also write the weights here (safetensors) at every checkpoint
+    # Train for this much wall time instead of ``steps`` (which then only caps the run); the
+    # lr decays when ``decay_at`` fractions of the time have passed.
+    time_budget_s: float | None = None
     command: str = ""
 
     def to_dict(self) -> dict:
@@ -73,7 +76,7 @@ class TrainConfig:
 @dataclass
 class Batch:
     """images: B x 3 x S x S preprocessed; gt: N x S x S bool (input frame, padded);
-    valid: N x S x S bool (the unpadded image area); image_of: N long, which image each mask is on."""
+    valid: N x S x S bool (the unpadded image area); image_of: N long, the image of each mask."""
 
     images: torch.Tensor
     gt: torch.Tensor
@@ -86,12 +89,16 @@ class TrainState:
     step: int = 0
     wall_s: float = 0.0
     history: list[dict] = field(default_factory=list)
+    decay_steps: list[int] = field(default_factory=list)  # when a time budget decayed the lr
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then x0.1 at each of the ``decay_at`` fractions of the run."""
+def lr_factor(step: int, cfg: TrainConfig, decay_steps: list[int] | None = None) -> float:
+    """Linear warm-up, then x0.1 at each of the ``decay_at`` fractions of the run (of the
+    steps, or at the recorded ``decay_steps`` when the run has a time budget)."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
+    if cfg.time_budget_s is not None:
+        return 0.1 ** sum(step >= d for d in decay_steps or [])
     return 0.1 ** sum(step >= int(f * cfg.steps) for f in cfg.decay_at)
 
 
@@ -212,15 +219,15 @@ def train_step(
         hq = None if feats.hq_features is None else feats.hq_features[owner]
         f = ImageFeatures(feats.embeddings[owner], hq)
         losses = simulate(model, f, batch.gt[idx], batch.valid[idx], first, plan, gen)
-        total = total + sum(l.total for l in losses) * len(idx) / (n * len(losses))
+        total = total + sum(x.total for x in losses) * len(idx) / (n * len(losses))
         all_losses += losses
         first_iou.append(losses[0].chosen_iou)  # type: ignore[attr-defined]
         last_iou.append(losses[-1].chosen_iou)  # type: ignore[attr-defined]
     logs = {
         "loss": float(total.detach()),
-        "focal": float(np.mean([float(l.focal) for l in all_losses])),
-        "dice": float(np.mean([float(l.dice) for l in all_losses])),
-        "iou_mse": float(np.mean([float(l.iou_mse) for l in all_losses])),
+        "focal": float(np.mean([float(x.focal) for x in all_losses])),
+        "dice": float(np.mean([float(x.dice) for x in all_losses])),
+        "iou_mse": float(np.mean([float(x.iou_mse) for x in all_losses])),
         "miou_first": float(torch.cat(first_iou).mean()),
         "miou_last": float(torch.cat(last_iou).mean()),
     }
@@ -260,6 +267,7 @@ def save_checkpoint(
             "step": state.step,
             "wall_s": state.wall_s,
             "history": state.history,
+            "decay_steps": state.decay_steps,
         },
         tmp,
     )
@@ -270,7 +278,7 @@ def load_checkpoint(path: Path, model: Sam, opt: torch.optim.Optimizer) -> Train
     ck = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
-    return TrainState(ck["step"], ck["wall_s"], ck["history"])
+    return TrainState(ck["step"], ck["wall_s"], ck["history"], ck.get("decay_steps", []))
 
 
 def export_weights(
@@ -326,9 +334,13 @@ def train(
     )
     last_save = time.monotonic()
     t_prev = time.monotonic()
-    while state.step < end:
+    budget = cfg.time_budget_s
+    while state.step < end and (budget is None or state.wall_s < budget):
+        if budget is not None and len(state.decay_steps) < len(cfg.decay_at):
+            if state.wall_s >= cfg.decay_at[len(state.decay_steps)] * budget:
+                state.decay_steps.append(state.step)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * lr_factor(state.step, cfg)
+            g["lr"] = cfg.lr * lr_factor(state.step, cfg, state.decay_steps)
         batch = make_batch(model, data, cfg, state.step)
         loss, logs = train_step(model, batch, cfg, state.step)
         opt.zero_grad(set_to_none=True)
@@ -359,7 +371,8 @@ def train(
                 miou1=f"{avg['miou_first']:.3f}",
                 miou=f"{avg['miou_last']:.3f}",
             )
-        if now - last_save >= cfg.checkpoint_every_s or state.step == end:
+        done = state.step == end or (budget is not None and state.wall_s >= budget)
+        if now - last_save >= cfg.checkpoint_every_s or done:
             save_checkpoint(ck_path, model, opt, cfg, state)
             if cfg.export:
                 export_weights(model.eval(), cfg.export, cfg, state)

@@ -1,0 +1,1 @@
+"""Evaluation: mask metrics and the interactive click protocol."""
