@@ -15,6 +15,9 @@ from torch import nn
 
 from samkit.models.common import LayerNorm2d, MLPBlock
 
+# Upper bound on the relative-position bias materialised at once (bytes).
+ATTN_BIAS_BYTES = 256 * 2**20
+
 
 class ImageEncoderViT(nn.Module):
     def __init__(
@@ -149,10 +152,19 @@ class Attention(nn.Module):
         nh = self.num_heads
         qkv = self.qkv(x).reshape(b, h * w, 3, nh, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each B x nH x N x hd
-        bias = None
-        if self.use_rel_pos:
-            bias = rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if not self.use_rel_pos:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            # The bias is B x nH x N x N (805 MB for a vit_b global block): build it for a few
+            # heads at a time so peak memory stays bounded, whatever the model size.
+            n = h * w
+            step = max(1, ATTN_BIAS_BYTES // (b * n * n * q.element_size()))
+            outs = []
+            for i in range(0, nh, step):
+                sl = slice(i, i + step)
+                bias = rel_pos_bias(q[:, sl], self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
+                outs.append(F.scaled_dot_product_attention(q[:, sl], k[:, sl], v[:, sl], bias))
+            x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         x = x.transpose(1, 2).reshape(b, h, w, -1)
         return self.proj(x)
 
