@@ -12,6 +12,7 @@ const app = {
   reference: null,     // id of the PerSAM reference
   seq: 0,              // latest prompt request; older replies are dropped
   rendered: 0,         // seq of the mask now drawn
+  everythingOptions: { points_per_side: 16 },  // any field of the API's EverythingIn
 };
 window.samkit = app;
 
@@ -281,7 +282,7 @@ $("everything").onclick = async () => {
   const seq = ++app.seq;
   setStatus("Segmenting everything…", true);
   try {
-    const res = await api("POST", `/api/images/${st.id}/everything`, { points_per_side: 16 });
+    const res = await api("POST", `/api/images/${st.id}/everything`, app.everythingOptions);
     if (seq !== app.seq) return;
     st.everything = res.annotations;
     render(seq);
