@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torchvision.ops.boxes import batched_nms
 
-from samkit import amg_utils
+from samkit import amg_decoder, amg_utils
 from samkit.errors import ConfigError
 from samkit.image_io import ImageLike, load_image
 from samkit.masks import decode_rle, encode_rle_fortran, rle_area, uncompressed_rle
@@ -273,24 +273,36 @@ class MaskGenerator:
         # float64 coordinates until the positional encoding, as the official generator.
         in_pts = torch.as_tensor(coords, device=dev)[:, None, :]
         in_lbl = torch.ones(len(points), 1, dtype=torch.int, device=dev)
-        low, iou = model.decode(emb.features, points=(in_pts, in_lbl), multimask_output=True)
-        k = low.shape[1]
-        low = low.flatten(0, 1)
-        iou = iou.flatten(0, 1).float()
+        fast = amg_decoder.supports_fast_path(model)
+        if fast:
+            dec = amg_decoder.decode_points(model, emb.features, in_pts[:, 0])
+            iou = dec.iou
+        else:
+            low_all, iou = model.decode(
+                emb.features, points=(in_pts, in_lbl), multimask_output=True
+            )
+        n, k = iou.shape
+        iou = iou.flatten().float()
         pts = torch.as_tensor(points.repeat(k, axis=0))
+        pairs = torch.arange(n * k, device=iou.device)
 
-        # The IoU filter needs no pixels: apply it before upsampling anything.
+        # The IoU filter needs no pixels: apply it before upscaling anything.
         if self.pred_iou_thresh > 0.0:
-            keep = (iou > self.pred_iou_thresh).nonzero().flatten()
-            low, iou, pts = low[keep], iou[keep], pts[keep]
-        if len(low) == 0:
+            pairs = (iou > self.pred_iou_thresh).nonzero().flatten()
+            iou, pts = iou[pairs], pts[pairs.cpu()]
+        if len(pairs) == 0:
             return _Masks()
 
         ch, cw = emb.original_size
-        chunk = max(1, _CHUNK_BYTES // (4 * ch * cw))
+        chunk = max(1, min(16, _CHUNK_BYTES // (4 * ch * cw)))
         out = []
-        for s in range(0, len(low), chunk):
-            out.append(self._masks_from_logits(low[s : s + chunk], crop_box, orig_size, emb))
+        for s in range(0, len(pairs), chunk):
+            sel = pairs[s : s + chunk]
+            if fast:
+                low = dec.masks(sel // k, sel % k)
+            else:
+                low = low_all.flatten(0, 1)[sel]
+            out.append(self._masks_from_logits(low, crop_box, orig_size, emb))
         rles = [r for o in out for r in o[0]]
         keep_all = torch.cat([o[1] for o in out]).nonzero().flatten()
         stab = torch.cat([o[2] for o in out])
