@@ -87,7 +87,7 @@ def run_ray(
             _AnnotateActor,
             fn_constructor_kwargs={"spec": spec, "threads": threads},
             batch_size=1,
-            concurrency=max(1, min(workers, len(rows))),
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(rows)))),
             num_cpus=threads,
             batch_format="numpy",
         )
