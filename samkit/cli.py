@@ -355,6 +355,30 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+# -- export-onnx ----------------------------------------------------------------------------
+
+
+def add_export_onnx(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-onnx",
+        help="export the image encoder and the prompt decoder to ONNX",
+        description="Write encoder.onnx and decoder.onnx (prompts as inputs) into a folder; "
+        "samkit.export.onnx.OnnxPredictor runs them with onnxruntime.",
+    )
+    p.add_argument("-o", "--output", default="onnx", help="output folder")
+    p.add_argument("--opset", type=int, default=17)
+    _model_arg(p)
+    p.set_defaults(func=cmd_export_onnx)
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from samkit.export.onnx import export_onnx
+
+    enc, dec = export_onnx(load_model(args.model), args.output, opset=args.opset)
+    print(f"wrote {enc} and {dec}")
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------------------
 
 COMMANDS = [
@@ -366,6 +390,7 @@ COMMANDS = [
     add_eval,
     add_serve,
     add_annotate,
+    add_export_onnx,
 ]
 
 

@@ -1,0 +1,1 @@
+"""Exports: ONNX graphs of the image encoder and of the prompt encoder + mask decoder."""
