@@ -36,32 +36,38 @@ def combine(weights: torch.Tensor) -> torch.Tensor:
     return torch.cat((1 - weights.sum(0).unsqueeze(0), weights), dim=0)
 
 
-def mixed_loss_grad(
-    logits_t: torch.Tensor,
-    diffs: torch.Tensor,
-    target: torch.Tensor,
-    sign: torch.Tensor,
-    alpha: torch.Tensor,
-    weights: torch.Tensor,
-) -> torch.Tensor:
-    """Gradient of dice + focal loss of the mixed logits with respect to (w1, w2), in closed
-    form: one pass over the pixels, no autograd graph.
+class _Pixels:
+    """Per-pixel constants of the fit: logits N x 3, their differences and target terms."""
 
-    logits_t: N x 3; diffs: 2 x N (outputs 2 and 3 minus output 1); target: N (0/1);
-    sign: 1 - 2 target; alpha: focal alpha_t per pixel; weights: 2 x 1. Returns 2 x 1.
+    def __init__(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        self.logits_t = logits.t().contiguous()
+        self.diffs = logits[1:] - logits[:1]  # 2 x N: d z / d (w1, w2)
+        self.diffs_on_target = self.diffs * target
+        self.target = target
+        self.ysum = float(target.sum())
+        self.sign = 1 - 2 * target  # -1 on the object, +1 elsewhere
+        self.focal_coef = self.sign * torch.where(target > 0, 0.25, 0.75) / target.numel()
+
+
+def mixed_loss_grad(px: _Pixels, weights: torch.Tensor) -> torch.Tensor:
+    """Gradient of dice + focal loss of the mixed logits with respect to (w1, w2) (2 x 1), in
+    closed form: a few passes over the pixels, no autograd graph.
+
+    With p = sigmoid(z), q = 1 - p_t and p_t log p_t -> 0 where p_t underflows:
+      dice = 1 - (2 sum(p y) + 1) / D, D = sum(p) + sum(y) + 1
+        d/dz = p (1 - p) ((2 sum(p y) + 1) / D^2 - 2 y / D)
+      focal = mean(alpha_t q^2 ce), ce = -log p_t
+        d/dz = s alpha_t q^2 (q - 2 p_t log p_t) / N, s = -1 on the object, +1 elsewhere.
     """
-    z = logits_t @ combine(weights)[:, 0]
-    p = z.sigmoid()
-    # Dice = 1 - (2I + 1) / D with I = sum(p y), D = sum(p) + sum(y) + 1.
-    den = p.sum() + target.sum() + 1
-    d_dice = (2 * (p @ target) + 1 - 2 * den * target) / den**2
-    # Focal = mean(alpha_t q^2 ce), q = 1 - p_t, ce = -log p_t. d/dz = s alpha_t q^2 (q - 2 p_t
-    # log p_t) with s = -1 on the object and +1 elsewhere; p_t log p_t -> 0 where p_t underflows.
-    q = sign * p + target
+    p = (px.logits_t @ combine(weights)[:, 0]).sigmoid_()
+    den = float(p.sum()) + px.ysum + 1
+    c1 = (2 * float(p @ px.target) + 1) / den**2
+    q = torch.addcmul(px.target, p, px.sign)
     pt = 1 - q
-    pq = pt * q  # = p (1 - p)
-    g = d_dice * pq + sign * alpha / z.numel() * q * q * (q - 2 * torch.xlogy(pt, pt))
-    return (diffs @ g)[:, None]
+    pq = pt * q  # p (1 - p)
+    focal = torch.add(q, torch.xlogy(pt, pt), alpha=-2).mul_(q).mul_(q).mul_(px.focal_coef)
+    grad = c1 * (px.diffs @ pq) - 2 / den * (px.diffs_on_target @ pq) + px.diffs @ focal
+    return grad[:, None]
 
 
 def fit_scale_weights(
@@ -78,18 +84,21 @@ def fit_scale_weights(
     """
     logits = logits_high.detach().flatten(1).float()
     gt = target.detach().flatten().float()
-    diffs = logits[1:] - logits[:1]
-    logits_t = logits.t().contiguous()
-    sign = 1 - 2 * gt
-    alpha = torch.where(gt > 0, 0.25, 0.75)
+    px = _Pixels(logits, gt)
     weights = torch.nn.Parameter(torch.ones(2, 1, device=logits.device) / 3)
     if steps == 0:
         return combine(weights.detach())[:, 0]
     opt = torch.optim.AdamW([weights], lr=lr, eps=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    with torch.no_grad():
-        for _ in range(steps):
-            weights.grad = mixed_loss_grad(logits_t, diffs, gt, sign, alpha, weights)
-            opt.step()
-            sched.step()
+    threads = torch.get_num_threads()
+    # Each pass is short: on shared or busy CPUs, thread synchronisation costs more than it saves.
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for _ in range(steps):
+                weights.grad = mixed_loss_grad(px, weights)
+                opt.step()
+                sched.step()
+    finally:
+        torch.set_num_threads(threads)
     return combine(weights.detach())[:, 0]

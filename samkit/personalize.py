@@ -103,10 +103,11 @@ class PerSAM:
         """Learn the target from one image and its mask (path/PIL/array, nonzero = object)."""
         image = read_image(ref_image, self.faithful)
         mask_rgb = read_reference_mask(ref_mask, image.shape[:2])
-        emb = self._predictor.set_image(image)
-        grid = tuple(emb.features.embeddings.shape[-2:])
+        grid = self.model.prompt_encoder.image_embedding_size
         with torch.no_grad():
-            cells = reference_cells(self.model, mask_rgb, grid, self.faithful)  # type: ignore[arg-type]
+            cells = reference_cells(self.model, mask_rgb, grid, self.faithful)
+        emb = self._predictor.set_image(image)
+        with torch.no_grad():
             self.target_embedding, self.target_feat = target_features(
                 emb.features.embeddings, cells, mean_max=self.finetune
             )
