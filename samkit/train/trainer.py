@@ -225,9 +225,9 @@ def train_step(
         last_iou.append(losses[-1].chosen_iou)  # type: ignore[attr-defined]
     logs = {
         "loss": float(total.detach()),
-        "focal": float(np.mean([float(x.focal) for x in all_losses])),
-        "dice": float(np.mean([float(x.dice) for x in all_losses])),
-        "iou_mse": float(np.mean([float(x.iou_mse) for x in all_losses])),
+        "focal": float(np.mean([x.focal.item() for x in all_losses])),
+        "dice": float(np.mean([x.dice.item() for x in all_losses])),
+        "iou_mse": float(np.mean([x.iou_mse.item() for x in all_losses])),
         "miou_first": float(torch.cat(first_iou).mean()),
         "miou_last": float(torch.cat(last_iou).mean()),
     }
