@@ -76,7 +76,10 @@ class _Decoded:
 
 class PerSAM:
     """One-shot personalised segmentation. ``PerSAM(model).fit(ref_image, ref_mask)``, then
-    ``segment(image)``; ``finetune=True`` gives PerSAM-F (``steps`` and ``lr`` of its fit)."""
+    ``segment(image)``; ``finetune=True`` gives PerSAM-F (``steps`` and ``lr`` of its fit).
+    ``faithful=False`` fixes the official code's quirks (docs/persam.md). After ``fit``:
+    ``target_embedding`` (1 x 1 x C), ``target_feat`` (1 x C, normalised) and, for PerSAM-F,
+    ``train_call`` (the decoder pass the weights were fitted on) and ``scale_weights``."""
 
     def __init__(
         self,
@@ -139,8 +142,13 @@ class PerSAM:
     def segment(self, image: ImageLike, box: Sequence[float] | None = None) -> PersonalizedMask:
         """Find the personal object in one image. box (x0, y0, x1, y1), optional: a hint
         added to the first decoder pass (``segment_video`` passes the previous frame's)."""
+        hint = None
+        if box is not None:
+            hint = np.asarray(box, dtype=np.float64).reshape(-1)
+            if hint.shape != (4,) or not np.isfinite(hint).all():
+                raise PromptError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {box!r}")
         emb = self._predictor.set_image(read_image(image, self.faithful))
-        return self._segment_embedding(emb, None if box is None else np.asarray(box))
+        return self._segment_embedding(emb, hint)
 
     def segment_many(
         self, images: Iterable[ImageLike], batch_size: int = 4
