@@ -38,8 +38,11 @@ def export_from(ck_path: Path) -> dict:
     save_safetensors(
         model,
         WEIGHTS,
-        {"samkit_train_steps": str(ck["step"]), "samkit_train_wall_s": f"{ck['wall_s']:.0f}",
-         "samkit_train_command": cfg.get("command", "")},
+        {
+            "samkit_train_steps": str(ck["step"]),
+            "samkit_train_wall_s": f"{ck['wall_s']:.0f}",
+            "samkit_train_command": cfg.get("command", ""),
+        },
     )
     return ck
 

@@ -46,7 +46,8 @@ def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class SamLoss:
     """Loss terms of one decoding round; ``total`` is what gets back-propagated.
 
-    best: N index of the lowest-loss output; iou: N true IoU of that output (no gradient)."""
+    best: N index of the lowest-loss output; iou: N true IoU of that output (no gradient);
+    chosen_iou: N true IoU of the output the model ranks highest (set by the trainer)."""
 
     total: torch.Tensor
     focal: torch.Tensor
@@ -54,6 +55,7 @@ class SamLoss:
     iou_mse: torch.Tensor
     best: torch.Tensor
     iou: torch.Tensor
+    chosen_iou: torch.Tensor | None = None
 
 
 def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> SamLoss:

@@ -194,7 +194,7 @@ def simulate(
         losses.append(loss)
         choose = iou.argmax(1)
         mask_in = logits[torch.arange(n), choose][:, None].detach()
-        loss.chosen_iou = mask_iou(mask_in[:, 0] > 0, target > 0.5)  # type: ignore[attr-defined]
+        loss.chosen_iou = mask_iou(mask_in[:, 0] > 0, target > 0.5)
     return losses
 
 
@@ -221,8 +221,8 @@ def train_step(
         losses = simulate(model, f, batch.gt[idx], batch.valid[idx], first, plan, gen)
         total = total + sum(x.total for x in losses) * len(idx) / (n * len(losses))
         all_losses += losses
-        first_iou.append(losses[0].chosen_iou)  # type: ignore[attr-defined]
-        last_iou.append(losses[-1].chosen_iou)  # type: ignore[attr-defined]
+        first_iou.append(losses[0].chosen_iou)
+        last_iou.append(losses[-1].chosen_iou)
     logs = {
         "loss": float(total.detach()),
         "focal": float(np.mean([x.focal.item() for x in all_losses])),
