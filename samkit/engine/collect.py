@@ -22,9 +22,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image of the collection. path: where to read it; file_name: its path relative to the
-    collection root (POSIX separators); name: output stem (``OUT/<name>.json``); image_id: a
-    stable integer id derived from file_name (the same in every run and in the COCO export)."""
+    """One image of the collection. path: where to read it (absolute); file_name: its path
+    relative to the collection root (POSIX separators); name: output stem (``OUT/<name>.json``);
+    image_id: a stable integer id derived from file_name (the same in every run and in the COCO
+    export)."""
 
     path: str
     file_name: str
@@ -58,7 +59,8 @@ def collect(source: str | os.PathLike) -> list[ImageItem]:
     paths, rels = [paths[i] for i in order], [rels[i] for i in order]
     names = output_names(rels)
     return [
-        ImageItem(str(p), rel, name, stable_id(rel)) for p, rel, name in zip(paths, rels, names)
+        ImageItem(os.path.abspath(p), rel, name, stable_id(rel))
+        for p, rel, name in zip(paths, rels, names)
     ]
 
 

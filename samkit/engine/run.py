@@ -79,6 +79,8 @@ def annotate(
         raise ConfigError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise ConfigError("--address is for the ray engine; add --engine ray")
     items = collect(source)
     store = Store(out_dir)
     store.remove_temporaries()

@@ -84,8 +84,3 @@ class Store:
             return
         lines = [json.dumps({"image": fn, "error": err}) for fn, err in failures]
         atomic_write_text(self.failed_path, "\n".join(lines) + "\n")
-
-    def read_failed(self) -> list[dict[str, Any]]:
-        if not self.failed_path.exists():
-            return []
-        return [json.loads(s) for s in self.failed_path.read_text().splitlines() if s.strip()]
