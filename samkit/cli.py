@@ -243,9 +243,23 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     add_arguments(q)
     _model_arg(q)
     q.set_defaults(func=cmd_eval)
+    from samkit.eval.hq import add_arguments as add_hq_arguments
+
+    h = kinds.add_parser(
+        "hq",
+        help="HQ-SAM protocol: mIoU and boundary mIoU with ground-truth boxes, single mask, "
+        "on an HQSeg-44K folder or 'synthetic-thin' held-out scenes (--base to compare)",
+    )
+    add_hq_arguments(h)
+    _model_arg(h)
+    h.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.eval_kind == "hq":
+        from samkit.eval.hq import run as run_hq
+
+        return run_hq(args, load_model(args.model))
     from samkit.eval.run import run
 
     return run(args, load_model(args.model))
@@ -379,6 +393,28 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train-hq -------------------------------------------------------------------------------
+
+
+def add_train_hq(sub: argparse._SubParsersAction) -> None:
+    from samkit.train.hq_run import add_arguments
+
+    p = sub.add_parser(
+        "train-hq",
+        help="train an HQ-SAM head on a frozen SAM (thin-structure scenes or HQSeg-44K folders)",
+        description="HQ-SAM training: the SAM given by --init stays frozen; only the HQ token, "
+        "its MLP and the feature-fusion layers learn (BCE + dice on point samples).",
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_train_hq)
+
+
+def cmd_train_hq(args: argparse.Namespace) -> int:
+    from samkit.train.hq_run import run
+
+    return run(args)
+
+
 # -- entry point ----------------------------------------------------------------------------
 
 COMMANDS = [
@@ -391,6 +427,7 @@ COMMANDS = [
     add_serve,
     add_annotate,
     add_export_onnx,
+    add_train_hq,
 ]
 
 

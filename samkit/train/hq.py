@@ -27,7 +27,13 @@ from samkit.errors import CheckpointError, ConfigError
 from samkit.models import Sam, build_sam
 from samkit.models.sam import ImageFeatures
 
-HQ_MODULES = ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder", "embedding_maskfeature")
+HQ_MODULES = (
+    "hf_token",
+    "hf_mlp",
+    "compress_vit_feat",
+    "embedding_encoder",
+    "embedding_maskfeature",
+)
 PROMPT_TYPES = ("box", "point", "noise_mask")
 OFFICIAL_NUM_POINTS = 112 * 112  # for 1024 x 1024 labels
 MIN_NUM_POINTS = 1024
@@ -91,7 +97,9 @@ def hq_from_sam(base: Sam) -> Sam:
 def hq_parameters(model: Sam) -> dict[str, torch.nn.Parameter]:
     """The trainable HQ parameters by their state-dict names (mask_decoder.hf_token.weight, ...)."""
     return {
-        n: p for n, p in model.named_parameters() if n.split(".")[:2][-1] in HQ_MODULES
+        n: p
+        for n, p in model.named_parameters()
+        if n.startswith("mask_decoder.") and n.split(".")[1] in HQ_MODULES
     }
 
 
@@ -316,7 +324,7 @@ def hq_train_step(
             masks = noisy_mask(lab, low, gen)
         with torch.no_grad():
             sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        f = feats[idx] if len(feats.embeddings) == n else _gather(feats, batch.image_of[idx])
+        f = _gather(feats, batch.image_of[idx])
         sam_all, _, hq = dec.predict_all(  # type: ignore[operator]
             f.embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense, f.hq_features
         )
@@ -442,12 +450,20 @@ def train_hq(
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.step == end:
             avg = {k: float(np.mean([r[k] for r in recent])) for k in logs}
-            rec = {"step": state.step, "lr": opt.param_groups[0]["lr"], "wall_s": round(state.wall_s, 1)}
+            rec = {
+                "step": state.step,
+                "lr": opt.param_groups[0]["lr"],
+                "wall_s": round(state.wall_s, 1),
+            }
             rec |= {k: round(v, 4) for k, v in avg.items()}
             state.history.append(rec)
             with open(out / "history.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
-            bar.set_postfix(loss=f"{avg['loss']:.3f}", iou_hq=f"{avg['iou_hq']:.3f}", iou_sam=f"{avg['iou_sam']:.3f}")
+            bar.set_postfix(
+                loss=f"{avg['loss']:.3f}",
+                iou_hq=f"{avg['iou_hq']:.3f}",
+                iou_sam=f"{avg['iou_sam']:.3f}",
+            )
         done = state.step == end or (budget is not None and state.wall_s >= budget)
         if now - last_save >= cfg.checkpoint_every_s or done:
             save_hq_checkpoint(ck_path, model, opt, cfg, state)
