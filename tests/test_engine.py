@@ -269,7 +269,7 @@ def test_killed_run_resumes_and_annotates_every_image_exactly_once(
     for p in out.glob("*.json"):
         json.loads(p.read_text())  # every file that looks finished is complete
 
-    res = subprocess.run(cli(images, out, engine_model, "--workers", "2"), capture_output=True)
+    res = subprocess.run(cli(images, out, engine_model, "--workers", "1"), capture_output=True)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*.json")}
     assert len(after) == n and not list(out.glob(".tmp-*"))
