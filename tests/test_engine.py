@@ -240,6 +240,25 @@ def test_personalize_mode_segments_the_reference_concept(tmp_path, engine_model)
 # -- the local engine, killed and resumed -----------------------------------------------------
 
 
+def test_a_killed_worker_is_replaced_and_its_images_retried(tmp_path, engine_model) -> None:  # type: ignore[no-untyped-def]
+    import multiprocessing
+
+    from samkit.engine.local import run_local
+    from samkit.engine.modes import ModeSpec
+    from samkit.engine.worker import Task
+
+    items = collect(make_collection(tmp_path / "in", n=3, corrupt=False))
+    outcomes = run_local(
+        [Task(it) for it in items], ModeSpec("everything", str(engine_model), AMG), 1
+    )
+    first = next(outcomes)
+    for child in multiprocessing.active_children():  # what the kernel's OOM killer would do
+        os.kill(child.pid, signal.SIGKILL)
+    rest = list(outcomes)
+    assert all(o.ok for o in [first, *rest])
+    assert sorted(o.item.file_name for o in [first, *rest]) == [it.file_name for it in items]
+
+
 def cli(images: Path, out: Path, model: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "samkit", "annotate", str(images), str(out),

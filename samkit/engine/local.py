@@ -85,7 +85,10 @@ def run_local(tasks: list[Task], spec: ModeSpec, workers: int) -> Iterator[Outco
                     del running[f]
                     yield out
         except BrokenProcessPool:
-            for t in [*running.values()]:
+            for f, t in [*running.items()]:
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    yield f.result()  # finished before the pool broke
+                    continue
                 n = deaths[t.item.file_name] = deaths.get(t.item.file_name, 0) + 1
                 if n >= 2:
                     yield Outcome(
