@@ -149,6 +149,14 @@ class MaskGenerator:
     ) -> None:
         _check_options(locals())
         if points_per_side is not None:
+            f = crop_n_points_downscale_factor
+            for i in range(crop_n_layers + 1):
+                if int(points_per_side / f**i) < 1:
+                    raise ConfigError(
+                        f"crop layer {i} gets a grid of 0 points (int({points_per_side} / "
+                        f"{f}^{i})); raise points_per_side or lower crop_n_layers / "
+                        "crop_n_points_downscale_factor so every layer has >= 1 point"
+                    )
             grids = amg_utils.build_all_layer_point_grids(
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor
             )

@@ -415,6 +415,85 @@ def cmd_train_hq(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# -- everything -----------------------------------------------------------------------------
+
+
+def add_everything(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "everything",
+        help="segment everything in an image (automatic mask generation)",
+        description="Prompt the model with a grid of points and keep every confident, stable, "
+        "distinct mask. Writes SA-1B JSON (COCO RLE masks), COCO JSON, or a label-map PNG.",
+    )
+    p.add_argument("image", help="image file")
+    p.add_argument("-o", "--output", default="anns.json", help="file to write")
+    p.add_argument(
+        "--format",
+        choices=("sa1b", "coco", "png"),
+        default="sa1b",
+        help="sa1b: SA-1B json; coco: COCO results json; png: label map (0 = none, i = mask i)",
+    )
+    p.add_argument("--overlay", help="also write the image with all masks drawn on it")
+    p.add_argument(
+        "--preset", default="default", help="default, sa1b, small_objects, proposals, edges"
+    )
+    p.add_argument("--points-per-side", type=int, help="grid size (overrides the preset)")
+    p.add_argument("--points-per-batch", type=int, help="points decoded at once (memory)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _model_arg(p)
+    p.set_defaults(func=cmd_everything)
+
+
+def cmd_everything(args: argparse.Namespace) -> int:
+    import os
+
+    from samkit.automatic import MaskGenerator
+    from samkit.image_io import load_image
+    from samkit.masks import annotation_masks, label_map, overlay_annotations, save_label_map_png
+
+    image = load_image(args.image)
+    overrides: dict = {"output_mode": "coco_rle", "progress": not args.no_progress}
+    if args.points_per_side is not None:
+        overrides["points_per_side"] = args.points_per_side
+    if args.points_per_batch is not None:
+        overrides["points_per_batch"] = args.points_per_batch
+    gen = MaskGenerator.from_preset(load_model(args.model), args.preset, **overrides)
+    anns = gen.generate(image)
+    h, w = image.shape[:2]
+    if args.format == "png":
+        save_label_map_png(label_map(annotation_masks(anns), (h, w)), args.output)
+    else:
+        name = os.path.basename(args.image)
+        if args.format == "sa1b":
+            doc: dict = {
+                "image": {"image_id": 0, "width": w, "height": h, "file_name": name},
+                "annotations": [{"id": i, **a} for i, a in enumerate(anns)],
+            }
+        else:
+            doc = {
+                "images": [{"id": 0, "width": w, "height": h, "file_name": name}],
+                "categories": [{"id": 1, "name": "object"}],
+                "annotations": [
+                    {
+                        "id": i,
+                        "image_id": 0,
+                        "category_id": 1,
+                        "segmentation": a["segmentation"],
+                        "area": a["area"],
+                        "bbox": a["bbox"],
+                        "iscrowd": 0,
+                        "score": a["predicted_iou"],
+                    }
+                    for i, a in enumerate(anns)
+                ],
+            }
+        Path(args.output).write_text(json.dumps(doc))
+    if args.overlay:
+        overlay_annotations(image, anns).save(args.overlay)
+    print(f"{len(anns)} masks -> {args.output}" + (f", {args.overlay}" if args.overlay else ""))
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------------------
 
 COMMANDS = [
@@ -428,6 +507,7 @@ COMMANDS = [
     add_annotate,
     add_export_onnx,
     add_train_hq,
+    add_everything,
 ]
 
 
