@@ -173,7 +173,8 @@ def test_eval_hq_cli_prints_miou_and_mbiou_for_base_and_hq(tmp_path: Path, capsy
     base_p, hq_p = _save_models(tmp_path)
     out = tmp_path / "res.json"
     argv = ["eval", "hq", "synthetic-thin", "--model", hq_p, "--base", base_p, "--limit", "2"]
-    assert main(argv + ["--json", str(out)]) == 0
+    assert main(argv + ["--json", str(out), "--plot", str(tmp_path / "ex.png")]) == 0
+    assert (tmp_path / "ex.png").stat().st_size > 1000
     text = capsys.readouterr().out
     assert "mIoU" in text and "mBIoU" in text
     assert "base " in text and "model " in text

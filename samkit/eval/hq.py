@@ -99,6 +99,35 @@ def evaluate_hq(
     return HQEvalResult(n, len(ious), float(np.mean(ious)), float(np.mean(bious)), ious, bious)
 
 
+def plot_examples(models: list[tuple[str, object]], dataset, path: str, n: int = 6, **kw) -> None:  # type: ignore[no-untyped-def]
+    """A PNG grid: per row one image, its ground truth (all masks) and each model's GT-box
+    predictions; kw go to ``predict_boxes`` (hq_token_only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 2 + len(models)
+    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), dpi=110, squeeze=False)
+    for r in range(n):
+        image, masks = dataset[r]
+        masks = np.asarray(masks, bool)
+        panels = [("image", image), ("ground truth", masks.any(0))]
+        for name, m in models:
+            preds, _ = predict_boxes(m, image, masks, kw.get("hq_token_only", False) and m.is_hq)
+            panels.append((name, preds.any(0)))
+        for c, (title, arr) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(arr, cmap=None if arr.ndim == 3 else "gray", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 # -- command line -----------------------------------------------------------------------------
 
 
@@ -119,6 +148,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--plot", help="write a PNG of the first 6 images with every model's masks")
 
 
 def run(args: argparse.Namespace, model) -> int:  # type: ignore[no-untyped-def]
@@ -141,6 +171,10 @@ def run(args: argparse.Namespace, model) -> int:  # type: ignore[no-untyped-def]
     print(f"{'':6} {'model':{width}}  mIoU    mBIoU")
     for role, r in rows.items():
         print(f"{role:6} {r['name']:{width}}  {r['miou']:.4f}  {r['mbiou']:.4f}")
+    if args.plot:
+        named = [(Path(name).stem, m) for _, name, m in models]
+        plot_examples(named, data, args.plot, hq_token_only=args.hq_token_only)
+        print(f"plot: {args.plot}")
     if args.json:
         out = {"data": args.data, "hq_token_only": args.hq_token_only, **rows}
         Path(args.json).write_text(json.dumps(out, indent=1))
