@@ -25,12 +25,14 @@ from samkit.models.transformer import Attention, TwoWayAttentionBlock
 
 @dataclass
 class PointDecoding:
-    """Decoder state for N prompts. tokens: N x T x C; image: N x C x h x w (after the
-    transformer); iou: N x K predicted IoU of the K returned masks."""
+    """Decoder state for N prompts. tokens: N x T x C; image: N (or 1) x hw x C image tokens
+    after the transformer (reshaped to C x h x w only for survivors); grid: (h, w); iou: N x K
+    predicted IoU of the K returned masks."""
 
     decoder: MaskDecoder
     tokens: torch.Tensor
     image: torch.Tensor
+    grid: tuple[int, int]
     iou: torch.Tensor
     first_token: int
 
@@ -38,7 +40,9 @@ class PointDecoding:
         """Low-res logits M x 4h x 4w of mask k[i] of prompt prompt[i] (M pairs)."""
         dec = self.decoder
         uniq, inv = torch.unique(prompt, return_inverse=True)
-        up = dec.output_upscaling(self.image[uniq])  # U x C/8 x 4h x 4w
+        img = self.image[uniq] if self.image.shape[0] > 1 else self.image.expand(len(uniq), -1, -1)
+        img = img.transpose(1, 2).reshape(len(uniq), -1, *self.grid)
+        up = dec.output_upscaling(img)  # U x C/8 x 4h x 4w
         tok = self.tokens[uniq]
         hyper = torch.stack(
             [mlp(tok[:, 1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
@@ -78,11 +82,10 @@ def decode_points(
     queries = tr.norm_final_attn(
         queries + _token_to_image(tr.final_attn_token_to_image, q, k, keys)
     )
-    image = keys.transpose(1, 2).reshape(-1, c, h, w).expand(n, -1, -1, -1)
     iou = dec.iou_prediction_head(queries[:, 0, :])
     first = 1 if multimask else 0
     iou = iou[:, 1:] if multimask else iou[:, :1]
-    return PointDecoding(dec, queries, image, iou, first)
+    return PointDecoding(dec, queries, keys, (h, w), iou, first)
 
 
 def _block(
@@ -103,7 +106,7 @@ def _block(
     queries = layer.norm2(queries + _token_to_image(layer.cross_attn_token_to_image, q, k, keys))
     queries = layer.norm3(queries + layer.mlp(queries))
     q = queries + query_pe
-    keys = layer.norm4(keys + _image_to_token(layer.cross_attn_image_to_token, k, q, queries))
+    keys = layer.norm4(_image_to_token(layer.cross_attn_image_to_token, keys, k, q, queries))
     return queries, keys
 
 
@@ -121,39 +124,49 @@ def _token_to_image(
     heads = att.num_heads
     q = att.q_proj(q_in).view(n, t, heads, -1).transpose(1, 2)  # N x H x T x d
     d = q.shape[-1]
-    a = torch.einsum("nhtd,hdc->nhtc", q, _heads(att.k_proj.weight, att))
-    qb = (q * att.k_proj.bias.view(heads, 1, d)).sum(-1, keepdim=True)  # N x H x T x 1
+    scale = 1.0 / math.sqrt(d)
+    a = torch.einsum("nhtd,hdc->nhtc", q * scale, _heads(att.k_proj.weight, att))
+    qb = (q * (att.k_proj.bias.view(heads, 1, d) * scale)).sum(-1)  # N x H x T
+    a = a.reshape(n, heads * t, c)
+    qb = qb.reshape(n, -1, 1)
     if k_in.shape[0] == 1:
-        s = (a.reshape(-1, c) @ k_in[0].T).view(n, heads, t, -1)
+        s = torch.addmm(qb.reshape(-1, 1), a.reshape(-1, c), k_in[0].T).view(n, heads * t, -1)
     else:
-        s = (a.reshape(n, heads * t, c) @ k_in.transpose(1, 2)).view(n, heads, t, -1)
-    p = torch.softmax((s + qb) / math.sqrt(d), dim=-1)
+        s = torch.baddbmm(qb, a, k_in.transpose(1, 2))
+    p = torch.softmax(s, dim=-1)
     if v_in.shape[0] == 1:
         px = (p.reshape(-1, p.shape[-1]) @ v_in[0]).view(n, heads, t, c)
     else:
-        px = (p.reshape(n, heads * t, -1) @ v_in).view(n, heads, t, c)
+        px = (p @ v_in).view(n, heads, t, c)
     o = torch.einsum("nhtc,hdc->nhtd", px, _heads(att.v_proj.weight, att))
     o = o + att.v_proj.bias.view(heads, 1, d)
     return att.out_proj(o.transpose(1, 2).reshape(n, t, -1))
 
 
 def _image_to_token(
-    att: Attention, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
+    att: Attention, x: torch.Tensor, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
 ) -> torch.Tensor:
-    """Many image queries (1 or N x hw x C) over few tokens (N x T x C) -> N x hw x C.
-    (W_q x + b_q).k = x.(W_q^T k) + b_q.k and the output projection folds into the values."""
+    """Image tokens attend to the few tokens and the result is added to them: returns
+    x + attn(q = q_in, k = k_in, v = v_in), N x hw x C (x, q_in: 1 or N x hw x C).
+    (W_q y + b_q).k = y.(W_q^T k) + b_q.k; the output projection folds into the values. Scores
+    are laid out tokens-first (N x H x T x hw) so the softmax over T vectorises over pixels."""
     n, t, c = k_in.shape
     heads = att.num_heads
     k = att.k_proj(k_in).view(n, t, heads, -1)  # N x T x H x d
     d = k.shape[-1]
-    m = torch.einsum("nthd,hdc->nhtc", k, _heads(att.q_proj.weight, att))  # N x H x T x C
-    kb = torch.einsum("nthd,hd->nht", k, att.q_proj.bias.view(heads, d))  # N x H x T
+    scale = 1.0 / math.sqrt(d)
+    m = torch.einsum("nthd,hdc->nhtc", k * scale, _heads(att.q_proj.weight, att))
+    kb = torch.einsum("nthd,hd->nht", k * scale, att.q_proj.bias.view(heads, d))
+    m = m.reshape(n, heads * t, c)
+    kb = kb.reshape(n, -1, 1)
     if q_in.shape[0] == 1:
-        s = (q_in[0] @ m.reshape(-1, c).T).view(-1, n, heads, t).permute(1, 0, 2, 3)
+        s = torch.addmm(kb.reshape(-1, 1), m.reshape(-1, c), q_in[0].T).view(n, heads * t, -1)
     else:
-        s = (q_in @ m.reshape(n, heads * t, c).transpose(1, 2)).view(n, -1, heads, t)
-    p = torch.softmax((s + kb[:, None]) / math.sqrt(d), dim=-1)  # N x hw x H x T
+        s = torch.baddbmm(kb, m, q_in.transpose(1, 2))
+    p = torch.softmax(s.view(n, heads, t, -1), dim=2).view(n, heads * t, -1)
     v = att.v_proj(v_in).view(n, t, heads, d)
     wo = att.out_proj.weight.view(c, heads, d)
     vo = torch.einsum("nthd,chd->nhtc", v, wo).reshape(n, heads * t, c)
-    return p.reshape(n, -1, heads * t) @ vo + att.out_proj.bias
+    # Each head's weights sum to 1 over its T tokens, so bias/H per row adds the bias once.
+    vo = vo + att.out_proj.bias / heads
+    return torch.baddbmm(x.expand(n, -1, -1), p.transpose(1, 2), vo)
