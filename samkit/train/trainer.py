@@ -180,6 +180,9 @@ def simulate(
     mask_in = None
     losses = []
     for r, kind in enumerate(plan):
+        # Only a lone point is ambiguous: it gets the three outputs, every other prompt (a box,
+        # several points) the single-mask token, as SAM is used at inference.
+        ambiguous = r == 0 and first == "point"
         if kind == "point":
             pred = F.interpolate(mask_in, size=(s, s), mode="bilinear", align_corners=False)
             pred = (pred[:, 0] > 0) & valid
@@ -188,7 +191,7 @@ def simulate(
             labels = torch.cat([labels, lab[:, None]], 1)
         pts = (coords, labels) if coords.shape[1] else None
         logits, iou = model.decode(
-            features, points=pts, boxes=boxes, mask_input=mask_in, multimask_output=r == 0
+            features, points=pts, boxes=boxes, mask_input=mask_in, multimask_output=ambiguous
         )
         loss = sam_loss(logits, iou, target)
         losses.append(loss)
