@@ -11,21 +11,22 @@ import numpy as np
 from samkit.checkpoints import WEIGHTS_DIR, ZOO
 
 PHOTOS = Path("../shared/data/perseg-examples")
+DEMO_SEED = 2024  # disjoint from the training seeds
 
 
 def sample_images(n_synthetic: int = 3) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, image, ground-truth mask or None): synthetic scenes, plus the real photos in
     ../shared/data when that folder is present."""
+    from samkit.data.synthetic import SceneGenerator
     from samkit.image_io import load_image, load_mask
 
     out: list[tuple[str, np.ndarray, np.ndarray | None]] = []
-    try:
-        from samkit.data.synthetic import demo_scenes
-    except ImportError:
-        demo_scenes = None
-    if demo_scenes is not None:
-        for name, img, mask in demo_scenes(n_synthetic):
-            out.append((name, img, mask))
+    gen = SceneGenerator(seed=DEMO_SEED, size=256)
+    for i in range(n_synthetic):
+        scene = gen.scene(i)
+        wholes = scene.masks[scene.kinds == 0]
+        gt = wholes[int(np.argmax(wholes.sum(axis=(1, 2))))] if len(wholes) else None
+        out.append((f"synthetic_{i}", scene.image, gt))
     for root in (PHOTOS, Path(__file__).resolve().parents[2] / "shared/data/perseg-examples"):
         if root.exists():
             for p in sorted((root / "Images").glob("*/00.jpg")):
@@ -103,6 +104,7 @@ def run_demo(out_dir: Path, model_name: str = "samkit-tiny") -> list[Path]:
             written.append(p3)
             line += f"  everything: {len(anns)} masks"
         print(line)
+    written += _personalize_demo(model, out_dir)
     print(f"\nwrote {len(written)} pictures to {out_dir.resolve()}/")
     for p in written:
         print(f"  {p}")
@@ -112,3 +114,35 @@ def run_demo(out_dir: Path, model_name: str = "samkit-tiny") -> list[Path]:
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def _personalize_demo(model, out_dir: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    """PerSAM: learn one object from a reference scene, find it in new scenes."""
+    import samkit
+    from samkit.data.synthetic import SceneGenerator
+    from samkit.errors import SamkitError
+    from samkit.masks import overlay
+
+    _, scenes = SceneGenerator(seed=DEMO_SEED, size=256).concept_scenes(0, n=3)
+
+    def concept_mask(sc):  # type: ignore[no-untyped-def]
+        return sc.masks[(sc.concept_ids == 0) & (sc.kinds == 0)][0]
+
+    ref = scenes[0]
+    try:
+        per = samkit.PerSAM(model).fit(ref.image, concept_mask(ref))
+    except SamkitError as e:
+        print(f"personalize: skipped ({e})")
+        return []
+    paths = []
+    p = out_dir / "personalize_reference.png"
+    overlay(ref.image, [concept_mask(ref)]).save(p)
+    paths.append(p)
+    for j, sc in enumerate(scenes[1:], 1):
+        res = per.segment(sc.image)
+        iou = _iou(res.mask, concept_mask(sc))
+        print(f"personalize: reference -> new scene {j}: IoU with the true object {iou:.2f}")
+        p = out_dir / f"personalize_target{j}.png"
+        overlay(sc.image, [res.mask], points=res.points, labels=res.labels).save(p)
+        paths.append(p)
+    return paths
