@@ -65,6 +65,19 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
         t_off.append(_timeit(off_embed, 1))
         t_ours.append(_timeit(our_embed, 1))
     rows.append(("image embedding", statistics.median(t_off), statistics.median(t_ours)))
+    if args.bf16:
+        pb = Predictor(ours, encoder_dtype=torch.bfloat16)
+        t_bf = [_timeit(lambda: pb.set_image(img), 1) for _ in range(args.repeats)]
+        rows.append(
+            ("image embedding, samkit bf16", statistics.median(t_off), statistics.median(t_bf))
+        )
+        agree = []
+        for pt in ([[500, 300]], [[200, 600]], [[900, 100]]):
+            a, b = pk.predict(pt, [1]), pb.predict(pt, [1])
+            inter = np.logical_and(a.masks, b.masks).sum((1, 2))
+            union = np.logical_or(a.masks, b.masks).sum((1, 2))
+            agree += list(inter / np.maximum(union, 1))
+        print(f"bf16 vs fp32 mask IoU: min {min(agree):.4f}, mean {np.mean(agree):.4f}")
 
     pt, lb = np.array([[500, 300]]), np.array([1])
     box = np.array([200, 150, 700, 600])
@@ -125,6 +138,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="also time the bf16 encoder")
     ap.add_argument("--memory-model", default=None, help="model for the RSS rows (default --model)")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
