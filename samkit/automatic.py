@@ -24,7 +24,7 @@ from samkit.errors import ConfigError
 from samkit.image_io import ImageLike, load_image
 from samkit.masks import decode_rle, encode_rle_fortran, rle_area, uncompressed_rle
 from samkit.models.sam import Sam
-from samkit.predictor import Predictor
+from samkit.predictor import ImageEmbedding, Predictor
 from samkit.transforms import coords_to_input
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
@@ -188,15 +188,25 @@ class MaskGenerator:
     # -- public ---------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def generate(self, image: ImageLike) -> list[dict[str, Any]]:
+    def generate(
+        self, image: ImageLike, embedding: ImageEmbedding | None = None
+    ) -> list[dict[str, Any]]:
         """Segment everything in an image (path, PIL or RGB uint8 H x W x 3).
+
+        ``embedding``: this image's ``ImageEmbedding`` from the same model (e.g. a cached
+        ``Predictor.set_image`` result), reused for the full-image crop instead of encoding again.
 
         Returns one record per mask, in the official order, with the SA-1B fields:
         segmentation (bool H x W or RLE dict, per output_mode), area (int), bbox (XYWH ints),
         predicted_iou, point_coords ([[x, y]] in pixels), stability_score, crop_box (XYWH).
         """
         img = load_image(image)
-        data = self._generate_masks(img)
+        if embedding is not None and tuple(embedding.original_size) != img.shape[:2]:
+            raise ConfigError(
+                f"the embedding is of a {embedding.original_size[1]}x{embedding.original_size[0]} "
+                f"image but the image is {img.shape[1]}x{img.shape[0]}; pass the same image"
+            )
+        data = self._generate_masks(img, embedding)
         if self.min_mask_region_area > 0 and len(data):
             data = self._postprocess_small_regions(
                 data, max(self.box_nms_thresh, self.crop_nms_thresh)
@@ -205,7 +215,7 @@ class MaskGenerator:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _generate_masks(self, image: np.ndarray) -> _Masks:
+    def _generate_masks(self, image: np.ndarray, embedding: ImageEmbedding | None) -> _Masks:
         h, w = image.shape[:2]
         crop_boxes, layer_idxs = amg_utils.generate_crop_boxes(
             (h, w), self.crop_n_layers, self.crop_overlap_ratio
@@ -219,7 +229,7 @@ class MaskGenerator:
             bar = tqdm(total=total, desc="segment everything", unit="batch")
         try:
             parts = [
-                self._process_crop(image, box, li, (h, w), bar)
+                self._process_crop(image, box, li, (h, w), bar, embedding if li == 0 else None)
                 for box, li in zip(crop_boxes, layer_idxs)
             ]
         finally:
@@ -242,10 +252,16 @@ class MaskGenerator:
         layer: int,
         orig_size: tuple[int, int],
         bar: Any,
+        embedding: ImageEmbedding | None = None,
     ) -> _Masks:
         x0, y0, x1, y1 = crop_box
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-        emb = self.predictor.set_image(crop)
+        if embedding is not None:  # layer 0 is the whole image
+            self.predictor.set_embedding(embedding)
+            emb = self.predictor.embedding
+            assert emb is not None
+        else:
+            emb = self.predictor.set_image(crop)
         ch, cw = crop.shape[:2]
         points = self.point_grids[layer] * np.array([[cw, ch]], dtype=np.float64)
         b = self.points_per_batch

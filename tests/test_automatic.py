@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_image
 from official import twin_models
 from PIL import Image
 
@@ -343,3 +344,18 @@ def test_cli_everything_bad_option_exits_2_with_message(model_file, tmp_path, ca
     )
     assert rc == 2
     assert "points_per_side must be a positive integer" in capsys.readouterr().err
+
+
+def test_precomputed_embedding_gives_the_same_masks(twins) -> None:  # type: ignore[no-untyped-def]
+    from samkit.predictor import Predictor
+
+    _, ours = twins
+    image = synthetic_image(200, 300, seed=5)
+    emb = Predictor(ours).set_image(image)
+    gen = MaskGenerator(ours, points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0)
+    a, b = gen.generate(image), gen.generate(image, embedding=emb)
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert (x["segmentation"] == y["segmentation"]).all()
+    with pytest.raises(ConfigError, match="pass the same image"):
+        gen.generate(synthetic_image(100, 300, seed=5), embedding=emb)

@@ -136,13 +136,14 @@ def create_app(
         """Segment everything (automatic mask generation); masks as COCO RLE, largest first."""
         from samkit.automatic import MaskGenerator
 
-        image = ws.entry(image_id).image
+        entry = ws.entry(image_id)
+        image = entry.image
         gen = MaskGenerator(
             model, output_mode="coco_rle", **(opts or S.EverythingIn()).model_dump()
         )
         t0 = time.perf_counter()
         with ws.lock:
-            anns = gen.generate(image)
+            anns = gen.generate(image, embedding=entry.embedding)  # cached: no second encode
         anns.sort(key=lambda a: -a["area"])
         keep = ("segmentation", "area", "bbox", "predicted_iou", "stability_score")
         return {
