@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from samkit.errors import CheckpointError, ConfigError
 from samkit.models import Sam, build_sam
 from samkit.models.sam import ImageFeatures
+from samkit.train.trainer import log_progress
 
 HQ_MODULES = (
     "hf_token",
@@ -449,20 +450,13 @@ def train_hq(
         recent.append(logs)
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.step == end:
-            avg = {k: float(np.mean([r[k] for r in recent])) for k in logs}
-            rec = {
-                "step": state.step,
-                "lr": opt.param_groups[0]["lr"],
-                "wall_s": round(state.wall_s, 1),
-            }
-            rec |= {k: round(v, 4) for k, v in avg.items()}
-            state.history.append(rec)
-            with open(out / "history.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            bar.set_postfix(
-                loss=f"{avg['loss']:.3f}",
-                iou_hq=f"{avg['iou_hq']:.3f}",
-                iou_sam=f"{avg['iou_sam']:.3f}",
+            log_progress(
+                out,
+                state,
+                opt.param_groups[0]["lr"],
+                recent,
+                bar,
+                {"loss": "loss", "iou_hq": "iou_hq", "iou_sam": "iou_sam"},
             )
         done = state.step == end or (budget is not None and state.wall_s >= budget)
         if now - last_save >= cfg.checkpoint_every_s or done:

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -302,6 +302,29 @@ def export_weights(
     os.replace(tmp, path)
 
 
+def log_progress(
+    out: Path,
+    state: Any,
+    lr: float,
+    recent: deque[dict],
+    bar: Any,
+    postfix: dict[str, str],
+) -> None:
+    """Average the recent steps' logs into one record (appended to ``state.history`` and
+    out/history.jsonl) and show the ``postfix`` entries (bar name -> log key) on the bar."""
+    avg = {k: float(np.mean([r[k] for r in recent])) for k in recent[-1]}
+    rec = {
+        "step": state.step,
+        "lr": lr,
+        "wall_s": round(state.wall_s, 1),
+        **{k: round(v, 4) for k, v in avg.items()},
+    }
+    state.history.append(rec)
+    with open(out / "history.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    bar.set_postfix({name: f"{avg[k]:.3f}" for name, k in postfix.items()})
+
+
 def train(
     model: Sam,
     data: MaskDataset,
@@ -359,20 +382,13 @@ def train(
         recent.append(logs)
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.step == end:
-            avg = {k: float(np.mean([r[k] for r in recent])) for k in logs}
-            rec = {
-                "step": state.step,
-                "lr": opt.param_groups[0]["lr"],
-                "wall_s": round(state.wall_s, 1),
-                **{k: round(v, 4) for k, v in avg.items()},
-            }
-            state.history.append(rec)
-            with open(out / "history.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            bar.set_postfix(
-                loss=f"{avg['loss']:.3f}",
-                miou1=f"{avg['miou_first']:.3f}",
-                miou=f"{avg['miou_last']:.3f}",
+            log_progress(
+                out,
+                state,
+                opt.param_groups[0]["lr"],
+                recent,
+                bar,
+                {"loss": "loss", "miou1": "miou_first", "miou": "miou_last"},
             )
         done = state.step == end or (budget is not None and state.wall_s >= budget)
         if now - last_save >= cfg.checkpoint_every_s or done:
