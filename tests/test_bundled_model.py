@@ -10,10 +10,10 @@ from samkit.data.synthetic import SyntheticDataset
 from samkit.eval.prompts import evaluate
 from samkit.eval.run import SYNTHETIC_EVAL_SEED
 
-# the intermediate weights (step 1247) reach 0.33 and 0.36 on these 20 scenes; raise the bars
-# to about 0.05 below what the final weights reach
-MIN_1CLICK_BEST_OF_3 = 0.25
-MIN_BOX = 0.25
+# the shipped weights (step 4246) reach 0.424 and 0.470 on these 20 scenes; the bars sit
+# about 0.05 below, so a regression fails while float noise does not
+MIN_1CLICK_BEST_OF_3 = 0.37
+MIN_BOX = 0.42
 
 
 @pytest.fixture(scope="module")
