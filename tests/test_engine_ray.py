@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+import ray  # the ray extra; `make test` installs it (samkit[all])
 import test_engine
 from test_engine import AMG, assert_same_outputs, make_collection, read_outputs
 
@@ -14,9 +15,6 @@ from samkit.errors import ConfigError
 
 engine_model = test_engine.engine_model  # fixtures shared with the local engine's tests
 reference_run = test_engine.reference_run
-ray = pytest.importorskip(
-    "ray", reason="the ray extra is not installed (pip install 'samkit[ray]')"
-)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import fastapi  # noqa: F401  (the server extra; `make test` installs samkit[all])
 import numpy as np
 import pytest
 from conftest import synthetic_image
 from PIL import Image
-
-pytest.importorskip(
-    "fastapi", reason="the server extra is not installed: pip install samkit[server]"
-)
 
 MAX_UPLOAD_MB = 1
 

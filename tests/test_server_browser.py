@@ -7,16 +7,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import fastapi  # noqa: F401  (the server extra; `make test` installs samkit[all])
 import numpy as np
 import pytest
 from conftest import synthetic_image
 from PIL import Image
+from playwright import sync_api
 from test_server_api import png_mask, request, running_server
-
-pytest.importorskip(
-    "fastapi", reason="the server extra is not installed: pip install samkit[server]"
-)
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 W, H = 320, 240
 CHROMIUM_ARGS = [
