@@ -15,7 +15,8 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"zoo name (see `samkit models`) or a .pth/.safetensors path (default {DEFAULT_MODEL})",
+        help=f"zoo name (see `samkit models`) or a .pth/.safetensors path "
+        f"(default {DEFAULT_MODEL})",
     )
 
 

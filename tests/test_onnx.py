@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import synthetic_image
-
 from official import random_state_dict
 
 from samkit.export.onnx import OnnxPredictor, export_onnx

@@ -96,9 +96,7 @@ def test_mask_input_refinement_matches_official(predictors) -> None:  # type: ig
 def test_batched_boxes_match_official_predict_torch(predictors) -> None:  # type: ignore[no-untyped-def]
     po, pk, image = predictors
     h, w = image.shape[:2]
-    boxes = np.array(
-        [[0.1 * w, 0.1 * h, 0.5 * w, 0.6 * h], [0.4 * w, 0.3 * h, 0.9 * w, 0.95 * h]]
-    )
+    boxes = np.array([[0.1 * w, 0.1 * h, 0.5 * w, 0.6 * h], [0.4 * w, 0.3 * h, 0.9 * w, 0.95 * h]])
     ours = pk.predict_batch(boxes=boxes)
     tb = po.transform.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float), (h, w))
     masks, iou, low = po.predict_torch(None, None, boxes=tb, multimask_output=True)
@@ -120,8 +118,8 @@ def test_batched_point_sets_equal_one_at_a_time(predictors) -> None:  # type: ig
 @pytest.mark.slow
 def test_real_vit_b_configuration_matches_official() -> None:
     """The full vit_b architecture (random weights): embedding and one click."""
-    from segment_anything import SamPredictor
     from official import twin_models
+    from segment_anything import SamPredictor
 
     from samkit.models import CONFIGS
 
