@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samkit.errors import ImageError, PromptError, StateError
+from samkit.errors import ConfigError, ImageError, PromptError, StateError
 from samkit.image_io import ImageLike, load_image
 from samkit.models.sam import Sam
 from samkit.persam_finetune import fit_scale_weights
@@ -89,6 +89,12 @@ class PerSAM:
         steps: int = 1000,
         lr: float = 1e-3,
     ) -> None:
+        if finetune and model.is_hq:
+            raise ConfigError(
+                "PerSAM-F mixes SAM's three multimask outputs, but an HQ-SAM model returns one "
+                "mask per prompt; use PerSAM(model) (training-free) with HQ models, or PerSAM-F "
+                "with a SAM model"
+            )
         self.model = model.eval()
         self.finetune = finetune
         self.faithful = faithful

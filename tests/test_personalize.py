@@ -272,3 +272,29 @@ def test_cli_personalize_empty_reference_mask_exits_2(tmp_path, capsys):
     )
     assert code == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_hq_models_work_with_persam_and_refuse_persam_f_clearly() -> None:
+    from dataclasses import replace
+
+    from samkit.errors import ConfigError
+    from samkit.models import SamConfig, build_sam
+    from samkit.personalize import PerSAM
+
+    cfg = SamConfig(
+        encoder_embed_dim=32,
+        encoder_depth=2,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=(1,),
+        image_size=256,
+        window_size=8,
+    )
+    model = build_sam(replace(cfg, hq=True))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    mask = np.zeros((96, 128), bool)
+    mask[20:70, 30:90] = True
+    out = PerSAM(model).fit(image, mask).segment(image)
+    assert out.mask.shape == (96, 128)
+    with pytest.raises(ConfigError, match="HQ-SAM model returns one mask"):
+        PerSAM(model, finetune=True)
