@@ -1,12 +1,18 @@
 """The mask decoder, reorganised for many single-point prompts on one image (the generator's
-grid). Same weights and the same function as ``Sam.decode``, equal up to float rounding; three
-things make it cheaper:
+grid). Same weights and the same function as ``Sam.decode``, equal up to float rounding:
 
-- Layer 0 sees the same image tokens for every prompt, so its image-side projections run once.
-- There are only a handful of tokens per prompt, so projections of the h*w image tokens are
-  folded into the tokens' side instead ((x W^T) q == x (W q), and softmax rows sum to 1).
+- Layer 0 sees the same image tokens for every prompt, so its image-side projections run once
+  per image and each prompt's attention over them is a small product.
+- There are only a handful of tokens per prompt, so projections of the h*w per-prompt image
+  tokens are folded onto the tokens' side instead ((x W^T) q == x (W q); softmax rows sum to 1).
 - The IoU head needs no pixels: masks are upscaled later, only for prompts that survive the
-  predicted-IoU filter (``PointDecoding.masks``).
+  predicted-IoU filter (``PointDecoding.masks``), once per prompt however many of its masks
+  survive.
+- The upscaler's first (linear) layer never sees the final per-prompt image tokens: each block
+  changed them by a LayerNorm of (tokens + a rank-HT update), so their product with the weight
+  unrolls into one shared product plus two rank-HT products per block (``project_traced``).
+  The transposed convolutions run as matrix products in token layout, and pixels are put in
+  place only for the masks asked for.
 
 Only plain SAM decoders take this path; HQ models use ``Sam.decode``.
 """
@@ -25,14 +31,35 @@ from samkit.models.transformer import Attention, TwoWayAttentionBlock
 
 
 @dataclass
+class LayerTrace:
+    """What one block did to the image tokens, kept so the upscaler can rebuild the final image
+    tokens' projection without them: keys_out = LN((keys_in + p^T vo)), with p: N x HT x hw
+    attention weights, vo: N x HT x C values (output projection and bias folded in), and the
+    LayerNorm's N x hw x 1 mean / rstd and weight / bias."""
+
+    p: torch.Tensor
+    vo: torch.Tensor
+    mean: torch.Tensor
+    rstd: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def take(self, idx: torch.Tensor) -> LayerTrace:
+        return LayerTrace(
+            self.p[idx], self.vo[idx], self.mean[idx], self.rstd[idx], self.weight, self.bias
+        )
+
+
+@dataclass
 class PointDecoding:
-    """Decoder state for N prompts. tokens: N x T x C; image: N (or 1) x hw x C image tokens
-    after the transformer (reshaped to C x h x w only for survivors); grid: (h, w); iou: N x K
-    predicted IoU of the K returned masks."""
+    """Decoder state for N prompts. tokens: N x T x C after the transformer; src: 1 x hw x C
+    image tokens before it (shared); trace: per block, how they were updated; grid: (h, w);
+    iou: N x K predicted IoU of the K returned masks."""
 
     decoder: MaskDecoder
     tokens: torch.Tensor
-    image: torch.Tensor
+    src: torch.Tensor
+    trace: list[LayerTrace]
     grid: tuple[int, int]
     iou: torch.Tensor
     first_token: int
@@ -42,33 +69,54 @@ class PointDecoding:
         image tokens are upscaled once however many of its masks are asked for."""
         dec = self.decoder
         uniq, inv = torch.unique(prompt, return_inverse=True)
-        img = self.image[uniq] if self.image.shape[0] > 1 else self.image.expand(len(uniq), -1, -1)
         tok = self.tokens[uniq]
         hyper = torch.stack(
             [mlp(tok[:, 1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
         )  # U x K x C/8
+        conv1 = dec.output_upscaling[0]
+        c = conv1.in_channels
+        w1 = conv1.weight.permute(0, 2, 3, 1).reshape(c, -1)  # C x (a b o)
+        y = project_traced(self.src, [t.take(uniq) for t in self.trace], w1)
+        y = y.view(-1, y.shape[-1]).add_(conv1.bias.repeat(4))
         select = inv * hyper.shape[1] + k + self.first_token
-        return upscale_tokens(dec, img, self.grid, hyper, select)
+        return upscale_rest(dec, y, len(uniq), self.grid, hyper, select)
 
 
-def upscale_tokens(
+def project_traced(src: torch.Tensor, trace: list[LayerTrace], w: torch.Tensor) -> torch.Tensor:
+    """(final image tokens) @ w, U x hw x D, without the final tokens: each LayerNorm is
+    y -> (y - mean) * rstd * g + b, so (LN(y_in + p^T vo)) @ A
+      = rstd * (y_in @ (g A) + p^T (vo (g A)) - mean colsum(g A)) + b A,
+    unrolled down to the shared src @ (g_1 ... g_L A): one shared product plus two rank-HT
+    products per block instead of a full hw x C x D product per prompt."""
+    mats = [w]
+    for t in reversed(trace):
+        mats.append(t.weight[:, None] * mats[-1])
+    mats.reverse()  # mats[0] = g_1 ... g_L w, ..., mats[L] = w
+    out = src @ mats[0]  # 1 x hw x D
+    for i, t in enumerate(trace):
+        a = mats[i]
+        out = torch.baddbmm(out, t.p.transpose(1, 2), t.vo @ a)
+        out.baddbmm_(t.mean, a.sum(0).expand(len(out), 1, -1), alpha=-1)
+        out.mul_(t.rstd).add_(t.bias @ mats[i + 1])
+    return out
+
+
+def upscale_rest(
     dec: MaskDecoder,
-    tokens: torch.Tensor,
+    y: torch.Tensor,
+    u: int,
     grid: tuple[int, int],
     hyper: torch.Tensor,
     select: torch.Tensor,
 ) -> torch.Tensor:
-    """``dec.output_upscaling`` followed by the hypernetwork product, on image tokens laid out
-    U x hw x C: both stride-2 transposed convolutions become plain matrix products with the
-    2x2 kernel offsets as extra columns, and the channel LayerNorm runs on the last dimension.
-    hyper: U x K x C/8; select: M indices into the U*K masks. Only those M masks have their
-    pixels put in place: M x 4h x 4w."""
-    conv1, norm, _, conv2, _ = dec.output_upscaling
-    u, hw, c = tokens.shape
+    """The rest of ``dec.output_upscaling`` and the hypernetwork product, after the first
+    transposed convolution as a matrix product y: (U h w) x (a b c1) (the 2x2 kernel offsets
+    as columns): LayerNorm over c1, GELU, the second transposed convolution likewise, GELU.
+    hyper: U x K x C/8; select: M indices into the U*K masks, the only ones whose pixels are
+    put in place: M x 4h x 4w."""
+    _, norm, _, conv2, _ = dec.output_upscaling
     h, w = grid
-    c1, c2 = conv1.out_channels, conv2.out_channels
-    w1 = conv1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # C x (a b o)
-    y = torch.mm(tokens.reshape(u * hw, c), w1).add_(conv1.bias.repeat(4))
+    c1, c2 = conv2.in_channels, conv2.out_channels
     y = F.layer_norm(y.view(-1, c1), (c1,), norm.weight, norm.bias, norm.eps)
     y = F.gelu(y)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
@@ -104,9 +152,11 @@ def decode_points(
     key_pe = model.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2).contiguous()
     query_pe = tokens
     queries = tokens
+    src = keys
     kbuf = torch.empty(0, dtype=keys.dtype, device=keys.device)  # keys + key_pe, reused
+    trace: list[LayerTrace] = []
     for layer in tr.layers:
-        queries, keys = _block(layer, queries, keys, query_pe, key_pe, kbuf)
+        queries, keys = _block(layer, queries, keys, query_pe, key_pe, kbuf, trace)
     # Only the output tokens (IoU + mask tokens) are read after the final attention, and each
     # query attends independently: the prompt tokens are dropped from it.
     nout = dec.num_mask_tokens + 1
@@ -119,7 +169,7 @@ def decode_points(
     iou = dec.iou_prediction_head(queries[:, 0, :])
     first = 1 if multimask else 0
     iou = iou[:, 1:] if multimask else iou[:, :1]
-    return PointDecoding(dec, queries, keys, (h, w), iou, first)
+    return PointDecoding(dec, queries, src, trace, (h, w), iou, first)
 
 
 def _block(
@@ -129,6 +179,7 @@ def _block(
     query_pe: torch.Tensor,
     key_pe: torch.Tensor,
     kbuf: torch.Tensor,
+    trace: list[LayerTrace],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if layer.skip_first_layer_pe:
         queries = layer.self_attn(queries, queries, queries)
@@ -141,7 +192,12 @@ def _block(
     queries = layer.norm2(queries + _token_to_image(layer.cross_attn_token_to_image, q, k, keys))
     queries = layer.norm3(queries + layer.mlp(queries))
     q = queries + query_pe
-    keys = layer.norm4(_image_to_token(layer.cross_attn_image_to_token, keys, k, q, queries))
+    y, p, vo = _image_to_token(layer.cross_attn_image_to_token, keys, k, q, queries)
+    norm = layer.norm4
+    keys, mean, rstd = torch.native_layer_norm(
+        y, norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    )
+    trace.append(LayerTrace(p, vo, mean, rstd, norm.weight, norm.bias))
     return queries, keys
 
 
@@ -182,9 +238,10 @@ def _token_to_image(
 
 def _image_to_token(
     att: Attention, x: torch.Tensor, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Image tokens attend to the few tokens and the result is added to them: returns
-    x + attn(q = q_in, k = k_in, v = v_in), N x hw x C (x, q_in: 1 or N x hw x C).
+    x + attn(q = q_in, k = k_in, v = v_in), N x hw x C (x, q_in: 1 or N x hw x C), and the
+    attention weights p (N x HT x hw) and values vo (N x HT x C) that made it.
     (W_q y + b_q).k = y.(W_q^T k) + b_q.k; the output projection folds into the values. Scores
     are laid out tokens-first (N x H x T x hw) so the softmax over T vectorises over pixels."""
     n, t, c = k_in.shape
@@ -203,8 +260,7 @@ def _image_to_token(
         kh = (k * scale).permute(2, 0, 1, 3).reshape(heads, n * t, d)
         s = (kh @ qi.transpose(1, 2)).view(heads, n, t, -1)  # H x N x T x hw
         p = torch.softmax(s, dim=2).transpose(0, 1).reshape(n, heads * t, -1)
-        out = torch.bmm(p.transpose(1, 2), vo)
-        return out.add_(x)
+        return torch.bmm(p.transpose(1, 2), vo).add_(x), p, vo
     m = torch.einsum("nthd,hdc->nhtc", k * scale, _heads(att.q_proj.weight, att))
     kb = torch.einsum("nthd,hd->nht", k * scale, att.q_proj.bias.view(heads, d))
     m = m.reshape(n, heads * t, c)
@@ -212,4 +268,4 @@ def _image_to_token(
     s = torch.baddbmm(kb, m, q_in.transpose(1, 2))
     p = torch.softmax(s.view(n, heads, t, -1), dim=2).view(n, heads * t, -1)
     out = torch.bmm(p.transpose(1, 2), vo)  # fresh N x hw x C; baddbmm would copy x first
-    return out.add_(x)
+    return out.add_(x), p, vo

@@ -145,3 +145,23 @@ def test_set_images_batch_equals_single_images(twins) -> None:  # type: ignore[n
         diff = (single.features.embeddings - emb.features.embeddings).abs().max().item()
         assert diff <= 1e-4
         assert emb.original_size == img.shape[:2]
+
+
+def test_postprocess_upsamples_only_the_unpadded_rows_with_the_same_numbers() -> None:
+    """Sam.postprocess_masks skips the low-res rows/columns that only reach the padding; the
+    result must be bit-identical to upsampling everything and cropping (the official order)."""
+    import torch.nn.functional as F
+
+    from samkit.models import CONFIGS, build_sam
+
+    torch.manual_seed(0)
+    m = build_sam(CONFIGS["tiny"])
+    s = m.image_size
+    low = torch.randn(3, 2, s // 4, s // 4)
+    for inp in [(s, s * 3 // 4), (s * 3 // 4, s), (s, s), (s - 1, 7), (5, s), (s - 4, s - 5)]:
+        out = (inp[0] * 2 + 1, inp[1] + 3)
+        full = F.interpolate(low, (s, s), mode="bilinear", align_corners=False)
+        want = F.interpolate(
+            full[..., : inp[0], : inp[1]], out, mode="bilinear", align_corners=False
+        )
+        assert torch.equal(m.postprocess_masks(low, inp, out), want), inp

@@ -132,6 +132,17 @@ class Sam(nn.Module):
         """Low-res logits B x K x 4h x 4w -> logits at the original image size (official
         two-stage bilinear: up to S x S, crop the padding, resize to the original)."""
         s = self.image_size
-        masks = F.interpolate(masks, (s, s), mode="bilinear", align_corners=False)
+        lh, lw = masks.shape[-2:]
+        if s % lh == 0 and s % lw == 0:
+            # Only the low-res rows/columns that reach the un-padded part (+1 for the bilinear
+            # neighbour): same source coordinates, so the same numbers, and none of the padding.
+            fh, fw = s // lh, s // lw
+            rh = min(lh, -(-input_size[0] // fh) + 1)
+            rw = min(lw, -(-input_size[1] // fw) + 1)
+            masks = F.interpolate(
+                masks[..., :rh, :rw], (rh * fh, rw * fw), mode="bilinear", align_corners=False
+            )
+        else:
+            masks = F.interpolate(masks, (s, s), mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
