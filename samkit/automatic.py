@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torchvision.ops.boxes import batched_nms
 
-from samkit import amg_decoder, amg_utils
+from samkit import amg_utils, fast_decoder
 from samkit.errors import ConfigError
 from samkit.image_io import ImageLike, load_image
 from samkit.masks import decode_rle, encode_rle_fortran, rle_area, uncompressed_rle
@@ -297,9 +297,9 @@ class MaskGenerator:
         # float64 coordinates until the positional encoding, as the official generator.
         in_pts = torch.as_tensor(coords, device=dev)[:, None, :]
         in_lbl = torch.ones(len(points), 1, dtype=torch.int, device=dev)
-        fast = amg_decoder.supports_fast_path(model)
+        fast = fast_decoder.supports_fast_path(model)
         if fast:
-            dec = amg_decoder.decode_points(model, emb.features, in_pts[:, 0])
+            dec = fast_decoder.decode_points(model, emb.features, in_pts[:, 0])
             iou = dec.iou
         else:
             low_all, iou = model.decode(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from samkit import fast_decoder
 from samkit.errors import PromptError, StateError
 from samkit.image_io import ImageLike, load_image
 from samkit.models.sam import ImageFeatures, Sam
@@ -289,9 +290,13 @@ class Predictor:
         mt = None
         if mask_input is not None:
             mt = torch.as_tensor(mask_input, dtype=torch.float32, device=dev)
-        low, iou = self.model.decode(
-            emb.features, pt, bt, mt, multimask_output=multimask, hq_token_only=hq_token_only
-        )
+        if fast_decoder.supports_fast_path(self.model) and len(emb.features.embeddings) == 1:
+            dec = fast_decoder.decode_prompts(self.model, emb.features, pt, bt, mt, multimask)
+            low, iou = dec.all_masks(), dec.iou
+        else:
+            low, iou = self.model.decode(
+                emb.features, pt, bt, mt, multimask_output=multimask, hq_token_only=hq_token_only
+            )
         up = self.model.postprocess_masks(low, emb.input_size, emb.original_size)
         masks = up if return_logits else up > self.model.mask_threshold
         return masks.cpu().numpy(), iou.float().cpu().numpy(), low.float().cpu().numpy()

@@ -185,7 +185,7 @@ def test_hq_model_gives_one_mask_per_point_like_official_hq() -> None:
 
 
 def test_point_decoder_fast_path_equals_model_decode(twins) -> None:
-    from samkit.amg_decoder import decode_points
+    from samkit.fast_decoder import decode_points
     from samkit.predictor import Predictor
 
     _, ours = twins

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,8 @@ class ImageFeatures:
 
     embeddings: torch.Tensor
     hq_features: torch.Tensor | None = None
+    # Per-image work that prompts reuse (samkit.fast_decoder); never part of equality.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, i: int | slice) -> ImageFeatures:
         sl = slice(i, i + 1) if isinstance(i, int) else i
@@ -140,9 +143,15 @@ class Sam(nn.Module):
             rh = min(lh, -(-input_size[0] // fh) + 1)
             rw = min(lw, -(-input_size[1] // fw) + 1)
             masks = F.interpolate(
-                masks[..., :rh, :rw], (rh * fh, rw * fw), mode="bilinear", align_corners=False
+                masks[..., :rh, :rw].contiguous(),  # a strided input takes a slow path
+                (rh * fh, rw * fw),
+                mode="bilinear",
+                align_corners=False,
             )
         else:
             masks = F.interpolate(masks, (s, s), mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
+        if tuple(original_size) == tuple(masks.shape[-2:]):
+            # Bilinear onto the same grid samples every pixel at weight 1: the identity.
+            return masks
         return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)

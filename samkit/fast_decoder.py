@@ -1,8 +1,10 @@
-"""The mask decoder, reorganised for many single-point prompts on one image (the generator's
-grid). Same weights and the same function as ``Sam.decode``, equal up to float rounding:
+"""The mask decoder, reorganised for prompts on one embedded image: the generator's grid of
+single points, and the predictor's clicks and boxes. Same weights and the same function as
+``Sam.decode``, equal up to float rounding:
 
-- Layer 0 sees the same image tokens for every prompt, so its image-side projections run once
-  per image and each prompt's attention over them is a small product.
+- Layer 0 sees the same image tokens for every prompt (unless a mask is given), so its
+  image-side projections run once per image (cached on the ``ImageFeatures``: a second click
+  reuses them) and each prompt's attention over them is a small product.
 - There are only a handful of tokens per prompt, so projections of the h*w per-prompt image
   tokens are folded onto the tokens' side instead ((x W^T) q == x (W q); softmax rows sum to 1).
 - The IoU head needs no pixels: masks are upscaled later, only for prompts that survive the
@@ -63,6 +65,17 @@ class PointDecoding:
     grid: tuple[int, int]
     iou: torch.Tensor
     first_token: int
+    cache: dict[str, torch.Tensor]
+    keys: torch.Tensor | None = None  # final image tokens, kept when src is per prompt
+
+    def all_masks(self, chunk: int = 16) -> torch.Tensor:
+        """Low-res logits N x K x 4h x 4w of every returned mask, chunk prompts at a time."""
+        n, k = self.iou.shape
+        out = []
+        for s in range(0, n, chunk):
+            idx = torch.arange(s, min(n, s + chunk), device=self.iou.device)
+            out.append(self.masks(idx.repeat_interleave(k), torch.arange(k).repeat(len(idx))))
+        return torch.cat(out).view(n, k, *out[0].shape[-2:])
 
     def masks(self, prompt: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Low-res logits M x 4h x 4w of mask k[i] of prompt prompt[i] (M pairs); each prompt's
@@ -76,23 +89,34 @@ class PointDecoding:
         conv1 = dec.output_upscaling[0]
         c = conv1.in_channels
         w1 = conv1.weight.permute(0, 2, 3, 1).reshape(c, -1)  # C x (a b o)
-        y = project_traced(self.src, [t.take(uniq) for t in self.trace], w1)
+        if self.keys is not None:  # per-prompt src (a mask prompt): nothing shared to reuse
+            y = self.keys[uniq] @ w1
+        else:
+            if "src_w1" not in self.cache:
+                self.cache["src_w1"] = self.src @ _unrolled(self.trace, w1)[0]
+            trace = [t.take(uniq) for t in self.trace]
+            y = project_traced(self.cache["src_w1"], trace, w1)
         y = y.view(-1, y.shape[-1]).add_(conv1.bias.repeat(4))
         select = inv * hyper.shape[1] + k + self.first_token
         return upscale_rest(dec, y, len(uniq), self.grid, hyper, select)
 
 
-def project_traced(src: torch.Tensor, trace: list[LayerTrace], w: torch.Tensor) -> torch.Tensor:
-    """(final image tokens) @ w, U x hw x D, without the final tokens: each LayerNorm is
-    y -> (y - mean) * rstd * g + b, so (LN(y_in + p^T vo)) @ A
-      = rstd * (y_in @ (g A) + p^T (vo (g A)) - mean colsum(g A)) + b A,
-    unrolled down to the shared src @ (g_1 ... g_L A): one shared product plus two rank-HT
-    products per block instead of a full hw x C x D product per prompt."""
+def _unrolled(trace: list[LayerTrace], w: torch.Tensor) -> list[torch.Tensor]:
+    """[g_1 ... g_L w, g_2 ... g_L w, ..., w] for the blocks' LayerNorm weights g."""
     mats = [w]
     for t in reversed(trace):
         mats.append(t.weight[:, None] * mats[-1])
-    mats.reverse()  # mats[0] = g_1 ... g_L w, ..., mats[L] = w
-    out = src @ mats[0]  # 1 x hw x D
+    return mats[::-1]
+
+
+def project_traced(src_w: torch.Tensor, trace: list[LayerTrace], w: torch.Tensor) -> torch.Tensor:
+    """(final image tokens) @ w, U x hw x D, without the final tokens: each LayerNorm is
+    y -> (y - mean) * rstd * g + b, so (LN(y_in + p^T vo)) @ A
+      = rstd * (y_in @ (g A) + p^T (vo (g A)) - mean colsum(g A)) + b A,
+    unrolled down to the shared src_w = src @ (g_1 ... g_L w) (computed once per image): two
+    rank-HT products per block instead of a full hw x C x D product per prompt."""
+    mats = _unrolled(trace, w)
+    out = src_w
     for i, t in enumerate(trace):
         a = mats[i]
         out = torch.baddbmm(out, t.p.transpose(1, 2), t.vo @ a)
@@ -135,28 +159,58 @@ def decode_points(
     model: Sam, features: ImageFeatures, coords: torch.Tensor, multimask: bool = True
 ) -> PointDecoding:
     """coords: N x 2 foreground points in the model's input frame (float64 as the official
-    generator keeps them). Runs the two-way transformer and the IoU head only."""
-    n = coords.shape[0]
-    labels = torch.ones(n, 1, dtype=torch.int, device=coords.device)
-    sparse, dense = model.prompt_encoder(
-        points=(coords[:, None, :], labels), boxes=None, masks=None
-    )
+    generator keeps them), one prompt each."""
+    labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
+    return decode_prompts(model, features, (coords[:, None, :], labels), multimask=multimask)
+
+
+def decode_prompts(
+    model: Sam,
+    features: ImageFeatures,
+    points: tuple[torch.Tensor, torch.Tensor] | None = None,
+    boxes: torch.Tensor | None = None,
+    masks: torch.Tensor | None = None,
+    multimask: bool = True,
+) -> PointDecoding:
+    """N prompts on one image (features of batch 1), as ``Sam.decode`` takes them: points
+    (N x P x 2, N x P), boxes N x 4, masks N x 1 x 4h x 4w. Runs the two-way transformer and
+    the IoU head; masks come from ``PointDecoding.masks`` / ``all_masks``."""
+    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+    n = sparse.shape[0]
     dec = model.mask_decoder
     tr = dec.transformer
     tokens = torch.cat([dec.output_tokens().unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
-    src = features.embeddings[:1] + dense[:1]  # dense is the same no-mask embedding for all
-    b, c, h, w = src.shape
-    # 1 x hw x C, shared until layer 0 updates it; contiguous, or every broadcast add over the
-    # N x hw x C per-prompt tokens walks it with a stride of hw.
-    keys = src.flatten(2).transpose(1, 2).contiguous()
-    key_pe = model.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2).contiguous()
+    shared = masks is None  # else each prompt's dense (mask) embedding differs
+    # Per image (and model), when the image tokens are shared: the tokens, the positional
+    # encoding, layer 0's image-side projections and the upscaler's shared product. Keyed by
+    # the decoder so that another model's work on the same features is never mixed in.
+    cache = features.cache.setdefault(f"fast_decoder:{id(dec)}", {}) if shared else {}
+    h, w = features.embeddings.shape[-2:]
+    if "keys" not in cache:
+        # Without a mask prompt the dense embedding is the same no-mask embedding for all.
+        src = features.embeddings[:1] + dense[:1] if shared else features.embeddings + dense
+        # 1 (or N) x hw x C, shared until layer 0 updates it; contiguous, or every broadcast
+        # add over the N x hw x C per-prompt tokens walks it with a stride of hw.
+        cache["keys"] = src.flatten(2).transpose(1, 2).contiguous()
+        pe = model.prompt_encoder.get_dense_pe()
+        cache["key_pe"] = pe.flatten(2).transpose(1, 2).contiguous()
+    keys, key_pe = cache["keys"], cache["key_pe"]
     query_pe = tokens
     queries = tokens
     src = keys
     kbuf = torch.empty(0, dtype=keys.dtype, device=keys.device)  # keys + key_pe, reused
     trace: list[LayerTrace] = []
-    for layer in tr.layers:
-        queries, keys = _block(layer, queries, keys, query_pe, key_pe, kbuf, trace)
+    for i, layer in enumerate(tr.layers):
+        queries, keys = _block(
+            layer,
+            queries,
+            keys,
+            query_pe,
+            key_pe,
+            kbuf,
+            trace,
+            cache if i == 0 and shared else None,
+        )
     # Only the output tokens (IoU + mask tokens) are read after the final attention, and each
     # query attends independently: the prompt tokens are dropped from it.
     nout = dec.num_mask_tokens + 1
@@ -169,7 +223,9 @@ def decode_points(
     iou = dec.iou_prediction_head(queries[:, 0, :])
     first = 1 if multimask else 0
     iou = iou[:, 1:] if multimask else iou[:, :1]
-    return PointDecoding(dec, queries, src, trace, (h, w), iou, first)
+    return PointDecoding(
+        dec, queries, src, trace, (h, w), iou, first, cache, None if shared else keys
+    )
 
 
 def _block(
@@ -180,6 +236,7 @@ def _block(
     key_pe: torch.Tensor,
     kbuf: torch.Tensor,
     trace: list[LayerTrace],
+    cache: dict[str, torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if layer.skip_first_layer_pe:
         queries = layer.self_attn(queries, queries, queries)
@@ -189,10 +246,11 @@ def _block(
     queries = layer.norm1(queries)
     q = queries + query_pe
     k = keys + key_pe if keys.shape[0] == 1 else torch.add(keys, key_pe, out=kbuf)
-    queries = layer.norm2(queries + _token_to_image(layer.cross_attn_token_to_image, q, k, keys))
+    t2i = _token_to_image(layer.cross_attn_token_to_image, q, k, keys, cache)
+    queries = layer.norm2(queries + t2i)
     queries = layer.norm3(queries + layer.mlp(queries))
     q = queries + query_pe
-    y, p, vo = _image_to_token(layer.cross_attn_image_to_token, keys, k, q, queries)
+    y, p, vo = _image_to_token(layer.cross_attn_image_to_token, keys, k, q, queries, cache)
     norm = layer.norm4
     keys, mean, rstd = torch.native_layer_norm(
         y, norm.normalized_shape, norm.weight, norm.bias, norm.eps
@@ -207,7 +265,11 @@ def _heads(w: torch.Tensor, att: Attention) -> torch.Tensor:
 
 
 def _token_to_image(
-    att: Attention, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
+    att: Attention,
+    q_in: torch.Tensor,
+    k_in: torch.Tensor,
+    v_in: torch.Tensor,
+    cache: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Few queries (N x T x C) over many image tokens (1 or N x hw x C) -> N x T x C.
     q.(W_k x + b_k) = (W_k^T q).x + q.b_k and P (x W_v^T + b_v) = (P x) W_v^T + b_v."""
@@ -216,10 +278,12 @@ def _token_to_image(
     q = att.q_proj(q_in).view(n, t, heads, -1).transpose(1, 2)  # N x H x T x d
     d = q.shape[-1]
     scale = 1.0 / math.sqrt(d)
-    if k_in.shape[0] == 1 and v_in.shape[0] == 1:
+    if cache is not None:
         # Image tokens shared by all prompts: project them once, attend as usual.
-        k = att.k_proj(k_in[0]).view(-1, heads, d).transpose(0, 1)  # H x hw x d
-        v = att.v_proj(v_in[0]).view(-1, heads, d).transpose(0, 1)
+        if "t2i_k" not in cache:
+            cache["t2i_k"] = att.k_proj(k_in[0]).view(-1, heads, d).transpose(0, 1)  # H x hw x d
+            cache["t2i_v"] = att.v_proj(v_in[0]).view(-1, heads, d).transpose(0, 1)
+        k, v = cache["t2i_k"], cache["t2i_v"]
         qh = q.transpose(0, 1).reshape(heads, n * t, d)
         p = torch.softmax((qh * scale) @ k.transpose(1, 2), dim=-1)  # H x NT x hw
         o = (p @ v).view(heads, n, t, d).permute(1, 2, 0, 3).reshape(n, t, heads * d)
@@ -237,7 +301,12 @@ def _token_to_image(
 
 
 def _image_to_token(
-    att: Attention, x: torch.Tensor, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
+    att: Attention,
+    x: torch.Tensor,
+    q_in: torch.Tensor,
+    k_in: torch.Tensor,
+    v_in: torch.Tensor,
+    cache: dict[str, torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Image tokens attend to the few tokens and the result is added to them: returns
     x + attn(q = q_in, k = k_in, v = v_in), N x hw x C (x, q_in: 1 or N x hw x C), and the
@@ -254,9 +323,11 @@ def _image_to_token(
     vo = torch.einsum("nthd,chd->nhtc", v, wo).reshape(n, heads * t, c)
     # Each head's weights sum to 1 over its T tokens, so bias/H per row adds the bias once.
     vo = vo + att.out_proj.bias / heads
-    if q_in.shape[0] == 1:
+    if cache is not None:
         # Image-side queries shared by all prompts: project them once (hw x H x d).
-        qi = att.q_proj(q_in[0]).view(-1, heads, d).transpose(0, 1)  # H x hw x d
+        if "i2t_q" not in cache:
+            cache["i2t_q"] = att.q_proj(q_in[0]).view(-1, heads, d).transpose(0, 1)  # H x hw x d
+        qi = cache["i2t_q"]
         kh = (k * scale).permute(2, 0, 1, 3).reshape(heads, n * t, d)
         s = (kh @ qi.transpose(1, 2)).view(heads, n, t, -1)  # H x N x T x hw
         p = torch.softmax(s, dim=2).transpose(0, 1).reshape(n, heads * t, -1)
