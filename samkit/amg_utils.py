@@ -62,6 +62,19 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     return out * rows.any(-1, keepdim=True)
 
 
+def masks_to_boxes_np(masks: np.ndarray) -> np.ndarray:
+    """``masks_to_boxes`` for M x H x W numpy bool masks (any() is much faster there)."""
+    m, h, w = masks.shape
+    if m == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    rows, cols = masks.any(2), masks.any(1)
+    top, left = rows.argmax(1), cols.argmax(1)
+    bottom = h - 1 - rows[:, ::-1].argmax(1)
+    right = w - 1 - cols[:, ::-1].argmax(1)
+    out = np.stack([left, top, right, bottom], -1).astype(np.int64)
+    return out * rows.any(1, keepdims=True)
+
+
 def near_crop_edge(
     boxes: np.ndarray, crop_box: list[int], orig_box: list[int], atol: float = 20.0
 ) -> np.ndarray:

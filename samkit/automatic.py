@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torchvision.ops.boxes import batched_nms
@@ -352,21 +353,27 @@ class MaskGenerator:
         model = self.model
         thr = model.mask_threshold
         up = model.postprocess_masks(low[:, None], emb.input_size, emb.original_size)[:, 0]
+        # Pixel work in numpy / OpenCV: compare-and-count, any() and transposes there are
+        # several times faster than torch's on bool tensors.
+        a = np.ascontiguousarray(up.cpu().numpy())
+        del up
         off = self.stability_score_offset
-        inter, union = _count_above(up, (thr + off, thr - off))
-        stab = inter.to(torch.int32) / union.to(torch.int32)
-        keep = torch.ones(len(up), dtype=torch.bool)
+        inter, union = _count_above(a, (thr + off, thr - off))
+        stab = torch.from_numpy(inter).to(torch.int32) / torch.from_numpy(union).to(torch.int32)
+        keep = torch.ones(len(a), dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stab >= self.stability_score_thresh
-        masks = up[keep.to(up.device)] > thr
-        del up
-        boxes = amg_utils.masks_to_boxes(masks).cpu()
+        kept = keep.nonzero().flatten().tolist()
+        masks = np.empty((len(kept), *a.shape[1:]), dtype=bool)
+        for j, i in enumerate(kept):
+            np.greater(a[i], np.float32(thr), out=masks[j])
+        del a
+        boxes = torch.from_numpy(amg_utils.masks_to_boxes_np(masks))
         oh, ow = orig_size
         edge = amg_utils.near_crop_edge(boxes.numpy(), crop_box, [0, 0, ow, oh])
         if edge.any():
-            inner = torch.from_numpy(~edge)
-            masks, boxes = masks[inner.to(masks.device)], boxes[inner]
-            idx = keep.nonzero().flatten()[inner]
+            masks, boxes = masks[~edge], boxes[torch.from_numpy(~edge)]
+            idx = keep.nonzero().flatten()[torch.from_numpy(~edge)]
             keep = torch.zeros_like(keep)
             keep[idx] = True
         return _encode_uncropped(masks, crop_box, orig_size), keep, stab[keep], boxes
@@ -415,11 +422,17 @@ class MaskGenerator:
         }
 
 
-def _count_above(x: torch.Tensor, thresholds: Sequence[float]) -> list[torch.Tensor]:
-    """Per-mask counts of values above each threshold (M x H x W -> M each). numpy's
-    compare-and-count runs ~5x faster than torch's bool sum, which widens to int64 first."""
-    a = x.detach().cpu().reshape(len(x), -1).numpy()
-    return [torch.from_numpy(np.count_nonzero(a > t, axis=1)) for t in thresholds]
+def _count_above(a: np.ndarray, thresholds: Sequence[float]) -> list[np.ndarray]:
+    """Per-mask counts of values above each threshold (M x H x W float32 -> M each); the
+    comparison is in float32, as torch's against a Python scalar. One mask at a time into a
+    reused buffer: whole-array count_nonzero takes numpy's fast path, per-axis does not."""
+    buf = np.empty(a.shape[1:], dtype=bool)
+    out = [np.zeros(len(a), dtype=np.int64) for _ in thresholds]
+    for i in range(len(a)):
+        for counts, t in zip(out, thresholds):
+            np.greater(a[i], np.float32(t), out=buf)
+            counts[i] = np.count_nonzero(buf)
+    return out
 
 
 def _box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -427,19 +440,20 @@ def _box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def _encode_uncropped(
-    masks: torch.Tensor, crop_box: list[int], orig_size: tuple[int, int]
+    masks: np.ndarray, crop_box: list[int], orig_size: tuple[int, int]
 ) -> list[dict]:
     """M x h x w bool masks of a crop -> M COCO RLEs in the full image's frame."""
     if len(masks) == 0:
         return []
     oh, ow = orig_size
     x0, y0, x1, y1 = crop_box
-    # Column-major (Fortran) H x W x M is what pycocotools reads without copying.
-    mt = masks.transpose(1, 2).contiguous().cpu().numpy().view(np.uint8)  # M x w x h
-    if [x0, y0, x1, y1] == [0, 0, ow, oh]:
-        return encode_rle_fortran(mt.transpose(2, 1, 0))
-    full = np.zeros((len(masks), ow, oh), dtype=np.uint8)
-    full[:, x0:x1, y0:y1] = mt
+    # pycocotools reads column-major (Fortran) H x W x M without copying: build M x W x H
+    # C-order, transposing each mask with OpenCV (10x faster than a strided numpy copy).
+    full = (np.empty if [x0, y0, x1, y1] == [0, 0, ow, oh] else np.zeros)(
+        (len(masks), ow, oh), dtype=np.uint8
+    )
+    for i, m in enumerate(masks.view(np.uint8)):
+        full[i, x0:x1, y0:y1] = cv2.transpose(m)
     return encode_rle_fortran(full.transpose(2, 1, 0))
 
 

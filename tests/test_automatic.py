@@ -359,3 +359,18 @@ def test_precomputed_embedding_gives_the_same_masks(twins) -> None:  # type: ign
         assert (x["segmentation"] == y["segmentation"]).all()
     with pytest.raises(ConfigError, match="pass the same image"):
         gen.generate(synthetic_image(100, 300, seed=5), embedding=emb)
+
+
+def test_numpy_boxes_equal_the_torch_boxes() -> None:
+    from samkit import amg_utils
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((6, 37, 53), dtype=bool)
+    for i in range(5):  # mask 5 stays empty
+        y0, x0 = rng.integers(0, 30), rng.integers(0, 45)
+        masks[i, y0 : y0 + rng.integers(1, 8), x0 : x0 + rng.integers(1, 9)] = True
+    masks[0, 36, 52] = True  # touches the far corner
+    want = amg_utils.masks_to_boxes(torch.from_numpy(masks)).numpy()
+    got = amg_utils.masks_to_boxes_np(masks)
+    assert got.dtype == np.int64 and (got == want).all()
+    assert (got[5] == 0).all()
