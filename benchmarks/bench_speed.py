@@ -104,6 +104,23 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
     a = _timeit(lambda: po.predict_torch(tp, torch.as_tensor(lbls)), args.repeats)
     b = _timeit(lambda: pk.predict_batch(pts, lbls), args.repeats)
     rows.append(("64 prompts, one call", a, b))
+    if args.onnx:
+        import tempfile
+
+        from samkit.export.onnx import OnnxPredictor, export_onnx
+
+        with tempfile.TemporaryDirectory() as d:
+            export_onnx(ours, d)  # not timed
+            op = OnnxPredictor(d, threads=args.threads)
+            t_ort = [_timeit(lambda: op.set_image(img), 1) for _ in range(args.repeats)]
+            rows.append(
+                ("image embedding, samkit onnxruntime", rows[0][1], statistics.median(t_ort))
+            )
+            a = _timeit(lambda: po.predict(point_coords=pt, point_labels=lb), reps)
+            b = _timeit(lambda: op.predict(pt, lb), reps)
+            rows.append(("click (1 point), samkit onnxruntime", a, b))
+            same = (op.predict(pt, lb).masks == pk.predict(pt, lb).masks).mean()
+            print(f"onnxruntime vs PyTorch masks: {same:.6f} of pixels equal")
     return rows
 
 
@@ -140,6 +157,7 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="also time the bf16 encoder")
     ap.add_argument("--memory-model", default=None, help="model for the RSS rows (default --model)")
+    ap.add_argument("--onnx", action="store_true", help="also time the onnxruntime backend")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     rows = run(args)

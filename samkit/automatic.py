@@ -166,6 +166,7 @@ class MaskGenerator:
         _check_grids(grids, crop_n_layers)
         self.point_grids = grids
         self.predictor = Predictor(model)
+        self._workspace = None
         self.model = self.predictor.model
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
@@ -207,7 +208,12 @@ class MaskGenerator:
                 f"the embedding is of a {embedding.original_size[1]}x{embedding.original_size[0]} "
                 f"image but the image is {img.shape[1]}x{img.shape[0]}; pass the same image"
             )
-        data = self._generate_masks(img, embedding)
+        # Scratch memory for the decoder, reused batch after batch, released after the image.
+        self._workspace: fast_decoder.Workspace | None = fast_decoder.Workspace()
+        try:
+            data = self._generate_masks(img, embedding)
+        finally:
+            self._workspace = None
         if self.min_mask_region_area > 0 and len(data):
             data = self._postprocess_small_regions(
                 data, max(self.box_nms_thresh, self.crop_nms_thresh)
@@ -300,7 +306,9 @@ class MaskGenerator:
         in_lbl = torch.ones(len(points), 1, dtype=torch.int, device=dev)
         fast = fast_decoder.supports_fast_path(model)
         if fast:
-            dec = fast_decoder.decode_points(model, emb.features, in_pts[:, 0])
+            dec = fast_decoder.decode_points(
+                model, emb.features, in_pts[:, 0], workspace=self._workspace
+            )
             iou = dec.iou
         else:
             low_all, iou = model.decode(

@@ -25,11 +25,36 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from samkit.models.mask_decoder import MaskDecoder
 from samkit.models.sam import ImageFeatures, Sam
 from samkit.models.transformer import Attention, TwoWayAttentionBlock
+
+
+class Workspace:
+    """Named scratch buffers reused call after call. The generator decodes batch after batch
+    of N x hw x C tensors (hundreds of MB); fresh ones are page-faulted in each time, which on
+    this kind of machine costs as much as a pass over them. Used only where the lifetimes
+    below allow it; None means ordinary allocations."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        n = math.prod(shape)
+        b = self._bufs.get(name)
+        if b is None or b.numel() < n or b.dtype != like.dtype or b.device != like.device:
+            b = torch.empty(n, dtype=like.dtype, device=like.device)
+            self._bufs[name] = b
+        return b[:n].view(shape)
+
+
+def _empty(
+    ws: Workspace | None, name: str, shape: tuple[int, ...], like: torch.Tensor
+) -> torch.Tensor:
+    if ws is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return ws.get(name, shape, like)
 
 
 @dataclass
@@ -67,6 +92,7 @@ class PointDecoding:
     first_token: int
     cache: dict[str, torch.Tensor]
     keys: torch.Tensor | None = None  # final image tokens, kept when src is per prompt
+    workspace: Workspace | None = None
 
     def all_masks(self, chunk: int = 16) -> torch.Tensor:
         """Low-res logits N x K x 4h x 4w of every returned mask, chunk prompts at a time."""
@@ -95,10 +121,10 @@ class PointDecoding:
             if "src_w1" not in self.cache:
                 self.cache["src_w1"] = self.src @ _unrolled(self.trace, w1)[0]
             trace = [t.take(uniq) for t in self.trace]
-            y = project_traced(self.cache["src_w1"], trace, w1)
+            y = project_traced(self.cache["src_w1"], trace, w1, self.workspace)
         y = y.view(-1, y.shape[-1]).add_(conv1.bias.repeat(4))
         select = inv * hyper.shape[1] + k + self.first_token
-        return upscale_rest(dec, y, len(uniq), self.grid, hyper, select)
+        return upscale_rest(dec, y, len(uniq), self.grid, hyper, select, self.workspace)
 
 
 def _unrolled(trace: list[LayerTrace], w: torch.Tensor) -> list[torch.Tensor]:
@@ -109,17 +135,23 @@ def _unrolled(trace: list[LayerTrace], w: torch.Tensor) -> list[torch.Tensor]:
     return mats[::-1]
 
 
-def project_traced(src_w: torch.Tensor, trace: list[LayerTrace], w: torch.Tensor) -> torch.Tensor:
+def project_traced(
+    src_w: torch.Tensor,
+    trace: list[LayerTrace],
+    w: torch.Tensor,
+    ws: Workspace | None = None,
+) -> torch.Tensor:
     """(final image tokens) @ w, U x hw x D, without the final tokens: each LayerNorm is
     y -> (y - mean) * rstd * g + b, so (LN(y_in + p^T vo)) @ A
       = rstd * (y_in @ (g A) + p^T (vo (g A)) - mean colsum(g A)) + b A,
     unrolled down to the shared src_w = src @ (g_1 ... g_L w) (computed once per image): two
     rank-HT products per block instead of a full hw x C x D product per prompt."""
     mats = _unrolled(trace, w)
-    out = src_w
+    u, hw = trace[0].p.shape[0], src_w.shape[1]
+    out = _empty(ws, "up1", (u, hw, w.shape[1]), src_w)
     for i, t in enumerate(trace):
         a = mats[i]
-        out = torch.baddbmm(out, t.p.transpose(1, 2), t.vo @ a)
+        torch.baddbmm(src_w if i == 0 else out, t.p.transpose(1, 2), t.vo @ a, out=out)
         out.baddbmm_(t.mean, a.sum(0).expand(len(out), 1, -1), alpha=-1)
         out.mul_(t.rstd).add_(t.bias @ mats[i + 1])
     return out
@@ -132,6 +164,7 @@ def upscale_rest(
     grid: tuple[int, int],
     hyper: torch.Tensor,
     select: torch.Tensor,
+    ws: Workspace | None = None,
 ) -> torch.Tensor:
     """The rest of ``dec.output_upscaling`` and the hypernetwork product, after the first
     transposed convolution as a matrix product y: (U h w) x (a b c1) (the 2x2 kernel offsets
@@ -141,10 +174,16 @@ def upscale_rest(
     _, norm, _, conv2, _ = dec.output_upscaling
     h, w = grid
     c1, c2 = conv2.in_channels, conv2.out_channels
-    y = F.layer_norm(y.view(-1, c1), (c1,), norm.weight, norm.bias, norm.eps)
-    y = F.gelu(y)
+    y = y.view(-1, c1)
+    yn = _empty(ws, "up2", tuple(y.shape), y)
+    mean, rstd = y.new_empty(len(y), 1), y.new_empty(len(y), 1)
+    torch.ops.aten.native_layer_norm.out(
+        y, [c1], norm.weight, norm.bias, norm.eps, out0=yn, out1=mean, out2=rstd
+    )
+    torch.ops.aten.gelu_(yn)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-    z = F.gelu(torch.mm(y, w2).add_(conv2.bias.repeat(4)))  # (U h w a b) x (a2 b2 o2)
+    z = torch.mm(yn, w2, out=_empty(ws, "up3", (len(yn), 4 * c2), yn))  # (U h w a b) x (a2 b2 o2)
+    torch.ops.aten.gelu_(z.add_(conv2.bias.repeat(4)))
     out = torch.bmm(hyper, z.view(u, -1, c2).transpose(1, 2))  # U x K x (h w a b a2 b2)
     out = out.view(-1, out.shape[-1])[select]
     out = out.view(-1, h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
@@ -156,12 +195,17 @@ def supports_fast_path(model: Sam) -> bool:
 
 
 def decode_points(
-    model: Sam, features: ImageFeatures, coords: torch.Tensor, multimask: bool = True
+    model: Sam,
+    features: ImageFeatures,
+    coords: torch.Tensor,
+    multimask: bool = True,
+    workspace: Workspace | None = None,
 ) -> PointDecoding:
     """coords: N x 2 foreground points in the model's input frame (float64 as the official
     generator keeps them), one prompt each."""
     labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
-    return decode_prompts(model, features, (coords[:, None, :], labels), multimask=multimask)
+    pts = (coords[:, None, :], labels)
+    return decode_prompts(model, features, pts, multimask=multimask, workspace=workspace)
 
 
 def decode_prompts(
@@ -171,6 +215,7 @@ def decode_prompts(
     boxes: torch.Tensor | None = None,
     masks: torch.Tensor | None = None,
     multimask: bool = True,
+    workspace: Workspace | None = None,
 ) -> PointDecoding:
     """N prompts on one image (features of batch 1), as ``Sam.decode`` takes them: points
     (N x P x 2, N x P), boxes N x 4, masks N x 1 x 4h x 4w. Runs the two-way transformer and
@@ -198,7 +243,8 @@ def decode_prompts(
     query_pe = tokens
     queries = tokens
     src = keys
-    kbuf = torch.empty(0, dtype=keys.dtype, device=keys.device)  # keys + key_pe, reused
+    ws = workspace
+    kbuf = _empty(ws, "k", (n, h * w, keys.shape[-1]), keys)  # keys + key_pe, reused
     trace: list[LayerTrace] = []
     for i, layer in enumerate(tr.layers):
         queries, keys = _block(
@@ -210,6 +256,7 @@ def decode_prompts(
             kbuf,
             trace,
             cache if i == 0 and shared else None,
+            ws,
         )
     # Only the output tokens (IoU + mask tokens) are read after the final attention, and each
     # query attends independently: the prompt tokens are dropped from it.
@@ -224,7 +271,7 @@ def decode_prompts(
     first = 1 if multimask else 0
     iou = iou[:, 1:] if multimask else iou[:, :1]
     return PointDecoding(
-        dec, queries, src, trace, (h, w), iou, first, cache, None if shared else keys
+        dec, queries, src, trace, (h, w), iou, first, cache, None if shared else keys, ws
     )
 
 
@@ -237,7 +284,10 @@ def _block(
     kbuf: torch.Tensor,
     trace: list[LayerTrace],
     cache: dict[str, torch.Tensor] | None,
+    ws: Workspace | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One two-way block. With a workspace, y = keys + attention update lives in its "y"
+    buffer (reused by the next block: y is dead once LN(y) is taken)."""
     if layer.skip_first_layer_pe:
         queries = layer.self_attn(queries, queries, queries)
     else:
@@ -250,8 +300,9 @@ def _block(
     queries = layer.norm2(queries + t2i)
     queries = layer.norm3(queries + layer.mlp(queries))
     q = queries + query_pe
-    y, p, vo = _image_to_token(layer.cross_attn_image_to_token, keys, k, q, queries, cache)
+    y, p, vo = _image_to_token(layer.cross_attn_image_to_token, keys, k, q, queries, cache, ws)
     norm = layer.norm4
+    # (native_layer_norm.out computes into a temporary and copies: allocating is cheaper.)
     keys, mean, rstd = torch.native_layer_norm(
         y, norm.normalized_shape, norm.weight, norm.bias, norm.eps
     )
@@ -307,6 +358,7 @@ def _image_to_token(
     k_in: torch.Tensor,
     v_in: torch.Tensor,
     cache: dict[str, torch.Tensor] | None,
+    ws: Workspace | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Image tokens attend to the few tokens and the result is added to them: returns
     x + attn(q = q_in, k = k_in, v = v_in), N x hw x C (x, q_in: 1 or N x hw x C), and the
@@ -331,12 +383,13 @@ def _image_to_token(
         kh = (k * scale).permute(2, 0, 1, 3).reshape(heads, n * t, d)
         s = (kh @ qi.transpose(1, 2)).view(heads, n, t, -1)  # H x N x T x hw
         p = torch.softmax(s, dim=2).transpose(0, 1).reshape(n, heads * t, -1)
-        return torch.bmm(p.transpose(1, 2), vo).add_(x), p, vo
+        out = _empty(ws, "y", (n, p.shape[-1], c), x)
+        return torch.bmm(p.transpose(1, 2), vo, out=out).add_(x), p, vo
     m = torch.einsum("nthd,hdc->nhtc", k * scale, _heads(att.q_proj.weight, att))
     kb = torch.einsum("nthd,hd->nht", k * scale, att.q_proj.bias.view(heads, d))
     m = m.reshape(n, heads * t, c)
     kb = kb.reshape(n, -1, 1)
     s = torch.baddbmm(kb, m, q_in.transpose(1, 2))
     p = torch.softmax(s.view(n, heads, t, -1), dim=2).view(n, heads * t, -1)
-    out = torch.bmm(p.transpose(1, 2), vo)  # fresh N x hw x C; baddbmm would copy x first
-    return out.add_(x), p, vo
+    out = _empty(ws, "y", (n, p.shape[-1], c), x)  # baddbmm would copy x in first
+    return torch.bmm(p.transpose(1, 2), vo, out=out).add_(x), p, vo
