@@ -16,7 +16,7 @@ from torch import nn
 from samkit.models.common import LayerNorm2d, MLPBlock
 
 # Upper bound on the relative-position bias materialised at once (bytes).
-ATTN_BIAS_BYTES = 256 * 2**20
+ATTN_BIAS_BYTES = 64 * 2**20
 
 
 class ImageEncoderViT(nn.Module):
