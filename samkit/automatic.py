@@ -360,7 +360,10 @@ class MaskGenerator:
         that pass the stability and crop-edge filters; crop-resolution work happens here."""
         model = self.model
         thr = model.mask_threshold
-        up = model.postprocess_masks(low[:, None], emb.input_size, emb.original_size)[:, 0]
+        buf = None
+        if self._workspace is not None:
+            buf = self._workspace.get("post", (len(low), 1, *emb.original_size), low)
+        up = model.postprocess_masks(low[:, None], emb.input_size, emb.original_size, buf)[:, 0]
         # Pixel work in numpy / OpenCV: compare-and-count, any() and transposes there are
         # several times faster than torch's on bool tensors.
         a = np.ascontiguousarray(up.cpu().numpy())

@@ -165,3 +165,5 @@ def test_postprocess_upsamples_only_the_unpadded_rows_with_the_same_numbers() ->
                 full[..., : inp[0], : inp[1]], out, mode="bilinear", align_corners=False
             )
             assert torch.equal(m.postprocess_masks(low, inp, out), want), (inp, out)
+            buf = torch.empty(*low.shape[:2], *out)
+            assert torch.equal(m.postprocess_masks(low, inp, out, out=buf), want), (inp, out)

@@ -131,9 +131,13 @@ class Sam(nn.Module):
         masks: torch.Tensor,
         input_size: tuple[int, int],
         original_size: tuple[int, int],
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Low-res logits B x K x 4h x 4w -> logits at the original image size (official
-        two-stage bilinear: up to S x S, crop the padding, resize to the original)."""
+        two-stage bilinear: up to S x S, crop the padding, resize to the original).
+
+        out: a B x K x H x W buffer to write the result into (saves page-faulting a fresh one
+        for every batch); it may be returned as is or not used when no resize is needed."""
         s = self.image_size
         lh, lw = masks.shape[-2:]
         if s % lh == 0 and s % lw == 0:
@@ -154,4 +158,7 @@ class Sam(nn.Module):
         if tuple(original_size) == tuple(masks.shape[-2:]):
             # Bilinear onto the same grid samples every pixel at weight 1: the identity.
             return masks
+        if out is not None:
+            size = [int(v) for v in original_size]
+            return torch.ops.aten.upsample_bilinear2d.out(masks, size, False, None, None, out=out)
         return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
