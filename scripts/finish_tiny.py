@@ -30,8 +30,11 @@ EVAL_SCENES = 100
 CLICKS = 5
 
 
-def export_from(ck_path: Path) -> dict:
+def export_from(ck_path: Path, prior_steps: int = 0, prior_wall_s: float = 0.0) -> dict:
+    """prior_*: steps and wall time of the run(s) this one was initialised from (--init)."""
     ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    ck["step"] += prior_steps
+    ck["wall_s"] += prior_wall_s
     model = build_sam(SamConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["model"])
     cfg = ck["train_config"]
@@ -95,10 +98,14 @@ def main() -> int:
     p.add_argument("--run", default=str(ROOT / "runs/tiny"))
     p.add_argument("--export-from", help="export this trainer checkpoint to the bundled weights")
     p.add_argument("--scenes", type=int, default=EVAL_SCENES, help="held-out scenes to evaluate")
+    p.add_argument("--prior-steps", type=int, default=0, help="steps before --init (continued)")
+    p.add_argument("--prior-wall-s", type=float, default=0.0, help="their wall time (s)")
     args = p.parse_args()
     torch.set_num_threads(1)
     run = Path(args.run)
-    ck = export_from(Path(args.export_from)) if args.export_from else None
+    ck = None
+    if args.export_from:
+        ck = export_from(Path(args.export_from), args.prior_steps, args.prior_wall_s)
     model = load(WEIGHTS)
     from safetensors import safe_open
 
