@@ -50,20 +50,12 @@ def generate_crop_boxes(
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     """M x H x W bool -> M x 4 int64 XYXY inclusive pixel boxes; [0, 0, 0, 0] when empty."""
-    m, h, w = masks.shape
-    if m == 0:
-        return torch.zeros(0, 4, dtype=torch.int64)
-    rows, cols = masks.any(-1), masks.any(-2)
-    top = rows.to(torch.uint8).argmax(-1)
-    bottom = h - 1 - rows.flip(-1).to(torch.uint8).argmax(-1)
-    left = cols.to(torch.uint8).argmax(-1)
-    right = w - 1 - cols.flip(-1).to(torch.uint8).argmax(-1)
-    out = torch.stack([left, top, right, bottom], -1).to(torch.int64)
-    return out * rows.any(-1, keepdim=True)
+    return torch.from_numpy(masks_to_boxes_np(masks.cpu().numpy()))
 
 
 def masks_to_boxes_np(masks: np.ndarray) -> np.ndarray:
-    """``masks_to_boxes`` for M x H x W numpy bool masks (any() is much faster there)."""
+    """M x H x W numpy bool -> M x 4 int64 XYXY inclusive pixel boxes; [0, 0, 0, 0] when
+    empty (numpy's any() is several times faster than torch's on bool masks)."""
     m, h, w = masks.shape
     if m == 0:
         return np.zeros((0, 4), dtype=np.int64)

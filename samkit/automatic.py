@@ -383,10 +383,10 @@ class MaskGenerator:
         oh, ow = orig_size
         edge = amg_utils.near_crop_edge(boxes.numpy(), crop_box, [0, 0, ow, oh])
         if edge.any():
-            masks, boxes = masks[~edge], boxes[torch.from_numpy(~edge)]
-            idx = keep.nonzero().flatten()[torch.from_numpy(~edge)]
+            inner = torch.from_numpy(~edge)
+            masks, boxes = masks[~edge], boxes[inner]
             keep = torch.zeros_like(keep)
-            keep[idx] = True
+            keep[torch.tensor(kept, dtype=torch.long)[inner]] = True
         return _encode_uncropped(masks, crop_box, orig_size), keep, stab[keep], boxes
 
     def _postprocess_small_regions(self, data: _Masks, nms_thresh: float) -> _Masks:

@@ -295,7 +295,14 @@ def _block(
         queries = queries + layer.self_attn(q, q, queries)
     queries = layer.norm1(queries)
     q = queries + query_pe
-    k = keys + key_pe if keys.shape[0] == 1 else torch.add(keys, key_pe, out=kbuf)
+    if cache is not None:  # shared image tokens: keys + key_pe once per image
+        if "k0" not in cache:
+            cache["k0"] = keys + key_pe
+        k = cache["k0"]
+    elif keys.shape[0] == 1:
+        k = keys + key_pe
+    else:
+        k = torch.add(keys, key_pe, out=kbuf)
     t2i = _token_to_image(layer.cross_attn_token_to_image, q, k, keys, cache)
     queries = layer.norm2(queries + t2i)
     queries = layer.norm3(queries + layer.mlp(queries))
