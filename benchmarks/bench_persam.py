@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 import samkit
-from samkit.persam_finetune import combine, dice_loss, fit_scale_weights, focal_loss
-from samkit.persam_prior import select_points
-from samkit.personalize import PerSAM, read_reference_mask
+from samkit.persam.finetune import combine, dice_loss, fit_scale_weights, focal_loss
+from samkit.persam.prior import select_points
+from samkit.persam.persam import PerSAM, read_reference_mask
 
 FIX = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "persam"
 

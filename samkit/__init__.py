@@ -18,8 +18,8 @@ from samkit.predictor import ImageEmbedding, Prediction, Predictor
 __version__ = "0.1.0"
 
 _LAZY = {
-    "MaskGenerator": "samkit.automatic",
-    "PerSAM": "samkit.personalize",
+    "MaskGenerator": "samkit.automatic.generator",
+    "PerSAM": "samkit.persam.persam",
 }
 
 

@@ -93,7 +93,7 @@ def run_demo(out_dir: Path, model_name: str = "samkit-tiny") -> list[Path]:
         overlay(image, [boxed.masks[0]], box=box).save(p2)
         written += [p1, p2]
         try:
-            from samkit.automatic import MaskGenerator
+            from samkit.automatic.generator import MaskGenerator
         except ImportError:
             MaskGenerator = None  # noqa: N806
         if MaskGenerator is not None:

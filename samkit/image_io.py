@@ -19,6 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from samkit.errors import ImageError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
+# The one list of file endings samkit treats as images (folders, collections, PerSAM targets).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS = int(os.environ.get("SAMKIT_MAX_PIXELS", 200_000_000))
 
 

@@ -1,11 +1,17 @@
-"""Mask utilities: PNG files, pictures for people to look at (overlays), and encodings."""
+"""Mask utilities: boxes, PNG files, pictures for people to look at (overlays), and encodings.
+
+Box convention, everywhere in samkit: XYXY with x1, y1 the index of the last object pixel
+(inclusive), as the official SAM ``batched_mask_to_box``; an empty mask has the box [0, 0, 0, 0].
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 # A fixed, well-separated palette so the same mask index gets the same color everywhere.
@@ -24,6 +30,56 @@ _PALETTE = np.array(
     ],
     dtype=np.uint8,
 )
+
+
+_Boxes = TypeVar("_Boxes", np.ndarray, torch.Tensor)
+
+
+def masks_to_boxes(masks: _Boxes) -> _Boxes:
+    """M x H x W bool masks (numpy or torch) -> M x 4 int64 XYXY boxes, x1/y1 inclusive;
+    [0, 0, 0, 0] for an empty mask. Returns the input's array type (torch on the input's device).
+    """
+    if isinstance(masks, torch.Tensor):
+        if masks.device.type == "cpu":
+            return torch.from_numpy(masks_to_boxes(masks.numpy()))
+        return _masks_to_boxes_torch(masks)
+    m, h, w = masks.shape
+    if m == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    # numpy's any() is several times faster than torch's on bool masks.
+    rows, cols = masks.any(2), masks.any(1)
+    top, left = rows.argmax(1), cols.argmax(1)
+    bottom = h - 1 - rows[:, ::-1].argmax(1)
+    right = w - 1 - cols[:, ::-1].argmax(1)
+    out = np.stack([left, top, right, bottom], -1).astype(np.int64)
+    return out * rows.any(1, keepdims=True)
+
+
+def _masks_to_boxes_torch(masks: torch.Tensor) -> torch.Tensor:
+    """The same on an accelerator, without a copy to the host."""
+    m, h, w = masks.shape
+    rows, cols = masks.any(2), masks.any(1)
+    ar_y = torch.arange(h, device=masks.device).expand(m, h)
+    ar_x = torch.arange(w, device=masks.device).expand(m, w)
+    y0 = torch.where(rows, ar_y, h).amin(1)
+    y1 = torch.where(rows, ar_y, -1).amax(1)
+    x0 = torch.where(cols, ar_x, w).amin(1)
+    x1 = torch.where(cols, ar_x, -1).amax(1)
+    out = torch.stack([x0, y0, x1, y1], 1)
+    return out * rows.any(1, keepdim=True)
+
+
+def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
+    """H x W bool mask -> its XYXY box (x1/y1 inclusive) as int64 (4,), or None if empty."""
+    if not mask.any():
+        return None
+    return masks_to_boxes(mask[None])[0]
+
+
+def box_xyxy_to_xywh(box: Sequence[float]) -> list[float]:
+    """XYXY -> XYWH with w = x1 - x0, as the official SAM writes SA-1B ``bbox``."""
+    x0, y0, x1, y1 = box
+    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def color(i: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from samkit import fast_decoder
+from samkit.models import fast_decoder
 from samkit.errors import PromptError, StateError
 from samkit.image_io import ImageLike, load_image
 from samkit.models.sam import ImageFeatures, Sam

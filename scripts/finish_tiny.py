@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from samkit.checkpoints import load, save_safetensors  # noqa: E402
 from samkit.data.synthetic import SyntheticDataset  # noqa: E402
 from samkit.eval.prompts import EvalResult, evaluate  # noqa: E402
-from samkit.eval.run import SYNTHETIC_EVAL_SEED  # noqa: E402
+from samkit.data import SYNTHETIC_EVAL_SEED  # noqa: E402
 from samkit.models import SamConfig, build_sam  # noqa: E402
 
 WEIGHTS = ROOT / "samkit/weights/samkit-tiny.safetensors"

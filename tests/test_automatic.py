@@ -15,7 +15,7 @@ from conftest import synthetic_image
 from official import twin_models
 from PIL import Image
 
-from samkit.automatic import PRESETS, MaskGenerator
+from samkit.automatic.generator import PRESETS, MaskGenerator
 from samkit.errors import ConfigError
 from samkit.image_io import load_image
 from samkit.masks import decode_rle
@@ -185,7 +185,7 @@ def test_hq_model_gives_one_mask_per_point_like_official_hq() -> None:
 
 
 def test_point_decoder_fast_path_equals_model_decode(twins) -> None:
-    from samkit.fast_decoder import decode_points
+    from samkit.models.fast_decoder import decode_points
     from samkit.predictor import Predictor
 
     _, ours = twins
@@ -362,7 +362,7 @@ def test_precomputed_embedding_gives_the_same_masks(twins) -> None:  # type: ign
 
 
 def test_boxes_are_the_extremes_of_the_mask_pixels() -> None:
-    from samkit import amg_utils
+    from samkit.masks import masks_to_boxes
 
     rng = np.random.default_rng(0)
     masks = np.zeros((6, 37, 53), dtype=bool)
@@ -375,7 +375,7 @@ def test_boxes_are_the_extremes_of_the_mask_pixels() -> None:
         ys, xs = np.nonzero(m)
         if len(ys):
             want[i] = [xs.min(), ys.min(), xs.max(), ys.max()]
-    got = amg_utils.masks_to_boxes_np(masks)
-    assert (amg_utils.masks_to_boxes(torch.from_numpy(masks)).numpy() == want).all()
+    got = masks_to_boxes(masks)
+    assert (masks_to_boxes(torch.from_numpy(masks)).numpy() == want).all()
     assert got.dtype == np.int64 and (got == want).all()
     assert (got[5] == 0).all()

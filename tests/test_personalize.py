@@ -14,9 +14,9 @@ from PIL import Image
 import samkit
 from samkit.cli import main
 from samkit.errors import ImageError, PromptError, StateError
-from samkit.persam_finetune import _Pixels, combine, dice_loss, focal_loss, mixed_loss_grad
-from samkit.persam_prior import attention_prior, reference_cells
-from samkit.personalize import PerSAM
+from samkit.persam.finetune import _Pixels, combine, dice_loss, focal_loss, mixed_loss_grad
+from samkit.persam.prior import attention_prior, reference_cells
+from samkit.persam.persam import PerSAM
 
 FIX = Path(__file__).parent / "fixtures" / "persam"
 OBJECTS = ["checker_ell", "dotted_ell", "striped_star"]
@@ -279,7 +279,7 @@ def test_hq_models_work_with_persam_and_refuse_persam_f_clearly() -> None:
 
     from samkit.errors import ConfigError
     from samkit.models import SamConfig, build_sam
-    from samkit.personalize import PerSAM
+    from samkit.persam.persam import PerSAM
 
     cfg = SamConfig(
         encoder_embed_dim=32,

@@ -15,9 +15,8 @@ import numpy as np
 from PIL import Image
 
 from samkit.errors import ConfigError
-from samkit.image_io import load_image, load_mask
+from samkit.image_io import IMAGE_SUFFIXES, load_image, load_mask
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 IMAGE_DIRS = ("images", "Images", "JPEGImages", "imgs")
 MASK_DIRS = ("masks", "Annotations", "annotations", "labels", "gt")
 
@@ -50,7 +49,7 @@ class ImageMaskFolder:
                 "JPEGImages/) next to masks/ (or Annotations/)"
             )
         self.items: list[tuple[Path, list[Path]]] = []
-        for img in sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+        for img in sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
             rel = img.relative_to(img_dir).with_suffix("")
             base = mask_dir / rel
             found = [base.with_suffix(".png")] if base.with_suffix(".png").exists() else []

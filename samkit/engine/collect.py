@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samkit.errors import ConfigError
+from samkit.image_io import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)

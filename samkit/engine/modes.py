@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from samkit import amg_utils
+from samkit.automatic import mask_ops
 from samkit.engine.collect import ImageItem
 from samkit.errors import ConfigError
-from samkit.masks import encode_rle
+from samkit.masks import encode_rle, masks_to_boxes
 
 MODES = ("everything", "boxes", "personalize")
 
@@ -69,7 +69,7 @@ class Everything:
     points_per_batch (down to 1), which bounds the decoder's memory without changing masks."""
 
     def __init__(self, model: Any, options: dict[str, Any]) -> None:
-        from samkit.automatic import MaskGenerator
+        from samkit.automatic.generator import MaskGenerator
 
         opts = {**options, "output_mode": "coco_rle"}
         preset = opts.pop("preset", None)
@@ -98,7 +98,7 @@ class Everything:
 
 def _record(mask: np.ndarray, score: float, stability: float | None, points: list) -> dict:
     h, w = mask.shape
-    x0, y0, x1, y1 = amg_utils.masks_to_boxes(torch.from_numpy(mask[None]))[0].tolist()
+    x0, y0, x1, y1 = masks_to_boxes(torch.from_numpy(mask[None]))[0].tolist()
     rle = encode_rle(mask)[0]
     return {
         "segmentation": rle,
@@ -156,7 +156,7 @@ class Personalize:
     stability_score is null: PerSAM's cascade does not expose the final logits."""
 
     def __init__(self, model: Any, ref_image: str, ref_mask: str, finetune: bool = False) -> None:
-        from samkit.personalize import PerSAM
+        from samkit.persam.persam import PerSAM
 
         self.persam = PerSAM(model, finetune=finetune).fit(ref_image, ref_mask)
 

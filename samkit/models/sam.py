@@ -27,7 +27,7 @@ class ImageFeatures:
 
     embeddings: torch.Tensor
     hq_features: torch.Tensor | None = None
-    # Per-image work that prompts reuse (samkit.fast_decoder); never part of equality.
+    # Per-image work that prompts reuse (samkit.models.fast_decoder); never part of equality.
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, i: int | slice) -> ImageFeatures:

@@ -134,7 +134,7 @@ def create_app(
     @app.post("/api/images/{image_id}/everything", tags=["segment"])
     def everything(image_id: str, opts: S.EverythingIn | None = None) -> dict[str, Any]:
         """Segment everything (automatic mask generation); masks as COCO RLE, largest first."""
-        from samkit.automatic import MaskGenerator
+        from samkit.automatic.generator import MaskGenerator
 
         entry = ws.entry(image_id)
         image = entry.image
@@ -159,7 +159,7 @@ def create_app(
     def add_reference(body: S.ReferenceIn) -> dict[str, str]:
         """Learn a personal object (PerSAM, training-free) from an uploaded image and its mask;
         apply it to other images with ``/api/references/{id}/apply``."""
-        from samkit.personalize import PerSAM
+        from samkit.persam.persam import PerSAM
 
         image = ws.entry(body.image_id).image
         mask = S.mask_in(body.mask, image.shape[:2])

@@ -1,15 +1,7 @@
 """``python -m samkit.train ...``: the same as ``samkit train ...``."""
 
-import argparse
 import sys
 
-from samkit.errors import SamkitError
-from samkit.train.run import add_arguments, run
+from samkit.cli import main
 
-parser = argparse.ArgumentParser(prog="python -m samkit.train", description="Train SAM.")
-add_arguments(parser)
-try:
-    sys.exit(run(parser.parse_args()))
-except SamkitError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+sys.exit(main(["train", *sys.argv[1:]]))

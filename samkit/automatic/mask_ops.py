@@ -48,25 +48,6 @@ def generate_crop_boxes(
     return boxes, layers
 
 
-def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """M x H x W bool -> M x 4 int64 XYXY inclusive pixel boxes; [0, 0, 0, 0] when empty."""
-    return torch.from_numpy(masks_to_boxes_np(masks.cpu().numpy()))
-
-
-def masks_to_boxes_np(masks: np.ndarray) -> np.ndarray:
-    """M x H x W numpy bool -> M x 4 int64 XYXY inclusive pixel boxes; [0, 0, 0, 0] when
-    empty (numpy's any() is several times faster than torch's on bool masks)."""
-    m, h, w = masks.shape
-    if m == 0:
-        return np.zeros((0, 4), dtype=np.int64)
-    rows, cols = masks.any(2), masks.any(1)
-    top, left = rows.argmax(1), cols.argmax(1)
-    bottom = h - 1 - rows[:, ::-1].argmax(1)
-    right = w - 1 - cols[:, ::-1].argmax(1)
-    out = np.stack([left, top, right, bottom], -1).astype(np.int64)
-    return out * rows.any(1, keepdims=True)
-
-
 def near_crop_edge(
     boxes: np.ndarray, crop_box: list[int], orig_box: list[int], atol: float = 20.0
 ) -> np.ndarray:

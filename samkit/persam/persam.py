@@ -22,8 +22,8 @@ import torch
 from samkit.errors import ConfigError, ImageError, PromptError, StateError
 from samkit.image_io import ImageLike, load_image
 from samkit.models.sam import Sam
-from samkit.persam_finetune import fit_scale_weights
-from samkit.persam_prior import (
+from samkit.persam.finetune import fit_scale_weights
+from samkit.persam.prior import (
     attention_prior,
     mask_box,
     reference_cells,

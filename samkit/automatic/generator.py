@@ -20,10 +20,17 @@ import numpy as np
 import torch
 from torchvision.ops.boxes import batched_nms
 
-from samkit import amg_utils, fast_decoder
+from samkit.automatic import mask_ops
+from samkit.models import fast_decoder
 from samkit.errors import ConfigError
 from samkit.image_io import ImageLike, load_image
-from samkit.masks import decode_rle, encode_rle_fortran, rle_area, uncompressed_rle
+from samkit.masks import (
+    decode_rle,
+    encode_rle_fortran,
+    masks_to_boxes,
+    rle_area,
+    uncompressed_rle,
+)
 from samkit.models.sam import Sam
 from samkit.predictor import ImageEmbedding, Predictor
 from samkit.transforms import coords_to_input
@@ -158,7 +165,7 @@ class MaskGenerator:
                         f"{f}^{i})); raise points_per_side or lower crop_n_layers / "
                         "crop_n_points_downscale_factor so every layer has >= 1 point"
                     )
-            grids = amg_utils.build_all_layer_point_grids(
+            grids = mask_ops.build_all_layer_point_grids(
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor
             )
         else:
@@ -224,7 +231,7 @@ class MaskGenerator:
 
     def _generate_masks(self, image: np.ndarray, embedding: ImageEmbedding | None) -> _Masks:
         h, w = image.shape[:2]
-        crop_boxes, layer_idxs = amg_utils.generate_crop_boxes(
+        crop_boxes, layer_idxs = mask_ops.generate_crop_boxes(
             (h, w), self.crop_n_layers, self.crop_overlap_ratio
         )
         bar = None
@@ -379,9 +386,9 @@ class MaskGenerator:
         for j, i in enumerate(kept):
             np.greater(a[i], np.float32(thr), out=masks[j])
         del a
-        boxes = torch.from_numpy(amg_utils.masks_to_boxes_np(masks))
+        boxes = torch.from_numpy(masks_to_boxes(masks))
         oh, ow = orig_size
-        edge = amg_utils.near_crop_edge(boxes.numpy(), crop_box, [0, 0, ow, oh])
+        edge = mask_ops.near_crop_edge(boxes.numpy(), crop_box, [0, 0, ow, oh])
         if edge.any():
             inner = torch.from_numpy(~edge)
             masks, boxes = masks[~edge], boxes[inner]
@@ -395,11 +402,11 @@ class MaskGenerator:
         new_masks, new_boxes, scores = [], [], []
         for rle in data.rles:
             m = decode_rle(rle)
-            m, ch1 = amg_utils.remove_small_regions(m, area, "holes")
-            m, ch2 = amg_utils.remove_small_regions(m, area, "islands")
+            m, ch1 = mask_ops.remove_small_regions(m, area, "holes")
+            m, ch2 = mask_ops.remove_small_regions(m, area, "islands")
             changed = ch1 or ch2
             new_masks.append(m if changed else None)
-            new_boxes.append(amg_utils.masks_to_boxes(torch.from_numpy(m)[None])[0])
+            new_boxes.append(masks_to_boxes(torch.from_numpy(m)[None])[0])
             scores.append(0.0 if changed else 1.0)
         boxes = torch.stack(new_boxes)
         keep = batched_nms(

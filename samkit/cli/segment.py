@@ -1,0 +1,151 @@
+"""`samkit segment` (one object from clicks and a box) and `samkit everything` (every object)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from samkit.cli.common import load_model, model_arg, parse_box, parse_point
+
+
+def add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment one object from clicks and/or a box",
+        description="Segment one object in IMG from clicks (--point) and/or a box (--box). "
+        "Writes the best mask as a PNG (255 = object).",
+    )
+    p.add_argument("image", help="image file")
+    p.add_argument(
+        "--point",
+        action="append",
+        type=parse_point,
+        default=[],
+        metavar="X,Y[,LABEL]",
+        help="a click in pixels; LABEL 1 = object (default), 0 = background; repeatable",
+    )
+    p.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="a box around the object")
+    p.add_argument("-o", "--output", default="mask.png", help="mask PNG to write")
+    p.add_argument("--overlay", help="also write the image with the mask drawn on it")
+    p.add_argument(
+        "--single",
+        action="store_true",
+        help="ask for one mask instead of picking the best of three",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    model_arg(p)
+    p.set_defaults(func=cmd_segment)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from samkit.errors import PromptError
+    from samkit.image_io import load_image
+    from samkit.masks import overlay, save_mask_png
+    from samkit.predictor import Predictor
+
+    if not args.point and args.box is None:
+        raise PromptError("give at least one --point X,Y or a --box X0,Y0,X1,Y1")
+    image = load_image(args.image)
+    pred = Predictor(load_model(args.model))
+    pred.set_image(image)
+    pts = np.array([p[:2] for p in args.point]) if args.point else None
+    lbl = np.array([p[2] for p in args.point]) if args.point else None
+    res = pred.predict(pts, lbl, box=args.box, multimask=not args.single)
+    k = int(np.argmax(res.scores))
+    mask = res.masks[k]
+    save_mask_png(mask, args.output)
+    if args.overlay:
+        overlay(image, [mask], points=pts, labels=lbl, box=args.box).save(args.overlay)
+    info = {
+        "mask": str(args.output),
+        "score": float(res.scores[k]),
+        "area": int(mask.sum()),
+        "scores": [float(s) for s in res.scores],
+        "overlay": args.overlay,
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"wrote {args.output} (area {info['area']} px, predicted IoU {info['score']:.3f})")
+        if args.overlay:
+            print(f"wrote {args.overlay}")
+    return 0
+
+
+def add_everything(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "everything",
+        help="segment everything in an image (automatic mask generation)",
+        description="Prompt the model with a grid of points and keep every confident, stable, "
+        "distinct mask. Writes SA-1B JSON (COCO RLE masks), COCO JSON, or a label-map PNG.",
+    )
+    p.add_argument("image", help="image file")
+    p.add_argument("-o", "--output", default="anns.json", help="file to write")
+    p.add_argument(
+        "--format",
+        choices=("sa1b", "coco", "png"),
+        default="sa1b",
+        help="sa1b: SA-1B json; coco: COCO results json; png: label map (0 = none, i = mask i)",
+    )
+    p.add_argument("--overlay", help="also write the image with all masks drawn on it")
+    p.add_argument(
+        "--preset", default="default", help="default, sa1b, small_objects, proposals, edges"
+    )
+    p.add_argument("--points-per-side", type=int, help="grid size (overrides the preset)")
+    p.add_argument("--points-per-batch", type=int, help="points decoded at once (memory)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    model_arg(p)
+    p.set_defaults(func=cmd_everything)
+
+
+def cmd_everything(args: argparse.Namespace) -> int:
+    import os
+
+    from samkit.automatic.generator import MaskGenerator
+    from samkit.image_io import load_image
+    from samkit.masks import annotation_masks, label_map, overlay_annotations, save_label_map_png
+
+    image = load_image(args.image)
+    overrides: dict = {"output_mode": "coco_rle", "progress": not args.no_progress}
+    if args.points_per_side is not None:
+        overrides["points_per_side"] = args.points_per_side
+    if args.points_per_batch is not None:
+        overrides["points_per_batch"] = args.points_per_batch
+    gen = MaskGenerator.from_preset(load_model(args.model), args.preset, **overrides)
+    anns = gen.generate(image)
+    h, w = image.shape[:2]
+    if args.format == "png":
+        save_label_map_png(label_map(annotation_masks(anns), (h, w)), args.output)
+    else:
+        name = os.path.basename(args.image)
+        if args.format == "sa1b":
+            doc: dict = {
+                "image": {"image_id": 0, "width": w, "height": h, "file_name": name},
+                "annotations": [{"id": i, **a} for i, a in enumerate(anns)],
+            }
+        else:
+            doc = {
+                "images": [{"id": 0, "width": w, "height": h, "file_name": name}],
+                "categories": [{"id": 1, "name": "object"}],
+                "annotations": [
+                    {
+                        "id": i,
+                        "image_id": 0,
+                        "category_id": 1,
+                        "segmentation": a["segmentation"],
+                        "area": a["area"],
+                        "bbox": a["bbox"],
+                        "iscrowd": 0,
+                        "score": a["predicted_iou"],
+                    }
+                    for i, a in enumerate(anns)
+                ],
+            }
+        Path(args.output).write_text(json.dumps(doc))
+    if args.overlay:
+        overlay_annotations(image, anns).save(args.overlay)
+    print(f"{len(anns)} masks -> {args.output}" + (f", {args.overlay}" if args.overlay else ""))
+    return 0
