@@ -1,10 +1,11 @@
-# One command runs the demo, one passes the tests; both create .venv when it is missing.
+# One command runs the demo, one passes the tests; both create .venv when it is missing and
+# install the Debian packages they need (scripts/system_deps.sh, shared with .ci/run).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean-venv
+.PHONY: demo test test-slow lint bench clean-venv system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,18 +14,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[all]"
 	touch $(STAMP)
 
+system-deps:
+	bash scripts/system_deps.sh
+
 demo: $(STAMP)
 	$(BIN)/samkit demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check samkit tests benchmarks
-	$(BIN)/ruff format --check samkit tests benchmarks
+	$(BIN)/ruff check samkit tests benchmarks scripts
+	$(BIN)/ruff format --check samkit tests benchmarks scripts
 
 clean-venv:
 	rm -rf $(VENV)

@@ -9,17 +9,30 @@ res = pred.predict(points=[[120, 80]], labels=[1])
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samkit.checkpoints import load
-from samkit.errors import SamkitError
+from samkit.errors import (
+    CheckpointError,
+    ChecksumError,
+    ConfigError,
+    ImageError,
+    PromptError,
+    SamkitError,
+    StateError,
+)
 from samkit.predictor import ImageEmbedding, Prediction, Predictor
+
+if TYPE_CHECKING:  # imported on first use at run time (they pull in OpenCV, pycocotools, ...)
+    from samkit.automatic import MaskGenerator
+    from samkit.persam import PerSAM, PersonalizedMask
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "MaskGenerator": "samkit.automatic.generator",
-    "PerSAM": "samkit.persam.persam",
+    "MaskGenerator": "samkit.automatic",
+    "PerSAM": "samkit.persam",
+    "PersonalizedMask": "samkit.persam",
 }
 
 
@@ -31,12 +44,23 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'samkit' has no attribute '{name}'")
 
 
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "CheckpointError",
+    "ChecksumError",
+    "ConfigError",
     "ImageEmbedding",
+    "ImageError",
     "MaskGenerator",
     "PerSAM",
+    "PersonalizedMask",
     "Prediction",
     "Predictor",
+    "PromptError",
     "SamkitError",
+    "StateError",
     "load",
 ]

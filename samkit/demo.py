@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from samkit.checkpoints import WEIGHTS_DIR, ZOO
+from samkit.eval.metrics import iou
 
 PHOTOS = Path("../shared/data/perseg-examples")
 DEMO_SEED = 2024  # disjoint from the training seeds
@@ -84,8 +85,8 @@ def run_demo(out_dir: Path, model_name: str = "samkit-tiny") -> list[Path]:
         line = f"{name:<24} {image.shape[1]}x{image.shape[0]}  embed {t_embed:.2f}s  "
         line += f"click IoU-pred {click.scores[k]:.2f}"
         if gt is not None:
-            iou_c = _iou(click.masks[k], gt)
-            iou_b = _iou(boxed.masks[0], gt)
+            iou_c = iou(click.masks[k], gt)
+            iou_b = iou(boxed.masks[0], gt)
             line += f"  | true IoU: click {iou_c:.2f}, box {iou_b:.2f}"
         p1 = out_dir / f"{name}_click.png"
         overlay(image, [click.masks[k]], points=point, labels=np.array([1])).save(p1)
@@ -93,7 +94,7 @@ def run_demo(out_dir: Path, model_name: str = "samkit-tiny") -> list[Path]:
         overlay(image, [boxed.masks[0]], box=box).save(p2)
         written += [p1, p2]
         try:
-            from samkit.automatic.generator import MaskGenerator
+            from samkit.automatic import MaskGenerator
         except ImportError:
             MaskGenerator = None  # noqa: N806
         if MaskGenerator is not None:
@@ -113,11 +114,6 @@ def run_demo(out_dir: Path, model_name: str = "samkit-tiny") -> list[Path]:
     for p in written:
         print(f"  {p}")
     return written
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def _personalize_demo(model, out_dir: Path) -> list[Path]:  # type: ignore[no-untyped-def]
@@ -144,8 +140,8 @@ def _personalize_demo(model, out_dir: Path) -> list[Path]:  # type: ignore[no-un
     paths.append(p)
     for j, sc in enumerate(scenes[1:], 1):
         res = per.segment(sc.image)
-        iou = _iou(res.mask, concept_mask(sc))
-        print(f"personalize: reference -> new scene {j}: IoU with the true object {iou:.2f}")
+        score = iou(res.mask, concept_mask(sc))
+        print(f"personalize: reference -> new scene {j}: IoU with the true object {score:.2f}")
         p = out_dir / f"personalize_target{j}.png"
         overlay(sc.image, [res.mask], points=res.points, labels=res.labels).save(p)
         paths.append(p)

@@ -227,42 +227,6 @@ def uncompressed_to_coco(rle: Rle) -> Rle:
     return _jsonable(_coco(rle))
 
 
-# -- polygons and label maps ----------------------------------------------------------------
-
-
-def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
-    """bool H x W -> outer contours as COCO polygons ``[x0, y0, x1, y1, ...]`` (pixel centres),
-    for labeling tools. Holes are not represented; use RLE where they matter."""
-    import cv2
-
-    contours, _ = cv2.findContours(
-        np.asarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= min_points]
-
-
-def label_map(masks: Sequence[np.ndarray], shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Masks (bool H x W each) -> int32 H x W map, 0 = no mask, i + 1 = mask i. Larger masks are
-    drawn first, so a small mask inside a large one keeps its pixels."""
-    if not len(masks) and shape is None:
-        raise ValueError("label_map needs masks or a shape")
-    h, w = shape if shape is not None else np.asarray(masks[0]).shape
-    out = np.zeros((h, w), dtype=np.int32)
-    areas = [int(np.asarray(m).sum()) for m in masks]
-    for i in sorted(range(len(masks)), key=lambda k: -areas[k]):
-        out[np.asarray(masks[i], dtype=bool)] = i + 1
-    return out
-
-
-def save_label_map_png(labels: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a label map as an 8-bit PNG (up to 255 labels) or a 16-bit PNG (up to 65535)."""
-    top = int(labels.max()) if labels.size else 0
-    if top > 65535:
-        raise ValueError(f"{top} labels do not fit a 16-bit PNG (at most 65535)")
-    dtype = np.uint8 if top <= 255 else np.uint16
-    Image.fromarray(labels.astype(dtype)).save(path)
-
-
 def annotation_masks(anns: Sequence[dict]) -> list[np.ndarray]:
     """The bool H x W masks of generator records, whatever their ``output_mode``."""
     out = []

@@ -15,7 +15,8 @@ from conftest import synthetic_image
 from official import twin_models
 from PIL import Image
 
-from samkit.automatic.generator import PRESETS, MaskGenerator
+from samkit.automatic import MaskGenerator
+from samkit.automatic.options import PRESETS
 from samkit.errors import ConfigError
 from samkit.image_io import load_image
 from samkit.masks import decode_rle

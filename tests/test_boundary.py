@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from samkit.data.thin import THIN_SHAPES, ThinDataset, draw_thin
-from samkit.eval.boundary import boundary_iou, boundary_width, mask_scores, mask_to_boundary
-from samkit.eval.metrics import iou
+from samkit.eval.metrics import boundary_iou, boundary_width, iou, mask_scores, mask_to_boundary
 
 
 def square(x0: int, y0: int, side: int, size: int = 100) -> np.ndarray:

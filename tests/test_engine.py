@@ -156,7 +156,7 @@ def test_rerun_skips_finished_images_and_retries_failed_ones(tmp_path, engine_mo
 
 def test_out_of_memory_retries_with_fewer_points_per_batch(engine_model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import samkit
-    from samkit.automatic.generator import MaskGenerator
+    from samkit.automatic import MaskGenerator
     from samkit.engine.modes import Everything
 
     real = MaskGenerator.generate

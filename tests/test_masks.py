@@ -8,15 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+from samkit.formats import label_map, mask_to_polygons, save_label_map_png
 from samkit.masks import (
     coco_to_uncompressed,
     decode_rle,
     encode_rle,
-    label_map,
-    mask_to_polygons,
     overlay_annotations,
     rle_area,
-    save_label_map_png,
     uncompressed_rle,
     uncompressed_to_coco,
 )

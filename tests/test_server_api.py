@@ -265,7 +265,8 @@ def test_export_gives_a_coco_file_and_a_png(server: str, ids: dict[str, str]) ->
     assert status == 200
     assert coco["images"][0]["width"] == 160 and coco["categories"][0]["id"] == 1
     ann = coco["annotations"][0]
-    assert ann["bbox"] == [40, 10, 60, 20] and ann["area"] == 1200 and ann["score"] == 0.9
+    # XYWH with w = x1 - x0 of the inclusive box: the official SA-1B convention (samkit.formats)
+    assert ann["bbox"] == [40, 10, 59, 19] and ann["area"] == 1200 and ann["score"] == 0.9
     assert np.array_equal(decode_rle(ann["segmentation"]), m)
     status, png = request(
         "POST", f"{server}/api/export/png", {"image_id": ids["a"], "mask": item["masks"][0]}

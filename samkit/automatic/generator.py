@@ -12,17 +12,18 @@ Why it is faster than the official generator, with the same outputs:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torchvision.ops.boxes import batched_nms
 
 from samkit.automatic import mask_ops
-from samkit.models import fast_decoder
+from samkit.automatic.mask_ops import MaskBatch
+from samkit.automatic.options import PRESETS, check_grids, check_options
 from samkit.errors import ConfigError
+from samkit.eval.metrics import stability_scores
+from samkit.formats import sa1b_record
 from samkit.image_io import ImageLike, load_image
 from samkit.masks import (
     decode_rle,
@@ -31,93 +32,13 @@ from samkit.masks import (
     rle_area,
     uncompressed_rle,
 )
+from samkit.models import fast_decoder
 from samkit.models.sam import Sam
 from samkit.predictor import ImageEmbedding, Predictor
 from samkit.transforms import coords_to_input
 
-OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-# The paper's and notebooks' settings. Values not named keep the official defaults.
-PRESETS: dict[str, dict[str, Any]] = {
-    # Official defaults (SamAutomaticMaskGenerator()).
-    "default": {},
-    # SA-1B fully automatic stage (paper, Appendix B): 32x32 grid plus 2x2 and 4x4 crops with
-    # 16x16 and 8x8 grids, IoU > 0.88, stability >= 0.95, NMS 0.7, 100-px cleanup.
-    "sa1b": dict(
-        points_per_side=32,
-        pred_iou_thresh=0.88,
-        stability_score_thresh=0.95,
-        box_nms_thresh=0.7,
-        crop_n_layers=2,
-        crop_nms_thresh=0.7,
-        crop_n_points_downscale_factor=2,
-        min_mask_region_area=100,
-    ),
-    # AMG notebook, "better for small objects".
-    "small_objects": dict(
-        points_per_side=32,
-        pred_iou_thresh=0.86,
-        stability_score_thresh=0.92,
-        crop_n_layers=1,
-        crop_n_points_downscale_factor=2,
-        min_mask_region_area=100,
-    ),
-    # Object proposals for LVIS (paper, D.3): 64x64 grid, no crops, no filters, NMS 0.9.
-    "proposals": dict(
-        points_per_side=64,
-        pred_iou_thresh=0.0,
-        stability_score_thresh=0.0,
-        box_nms_thresh=0.9,
-        crop_n_layers=0,
-    ),
-    # Edge detection on BSDS500 (paper, D.2): 16x16 grid, no filters, NMS.
-    "edges": dict(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=0.0),
-}
-
 # Upsampled logits are processed in chunks of at most this many bytes (bounded peak memory).
 _CHUNK_BYTES = 256 * 2**20
-
-
-@dataclass
-class _Masks:
-    """Kept masks of one crop or image, in the official order. boxes: M x 4 int64 XYXY;
-    iou: M float32; points: M x 2 float64; stability: M float32; crop_boxes: M x 4 int64."""
-
-    rles: list[dict] = field(default_factory=list)
-    boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
-    iou: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
-    points: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.float64))
-    stability: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
-    crop_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
-
-    def __len__(self) -> int:
-        return len(self.rles)
-
-    def filter(self, keep: torch.Tensor) -> _Masks:
-        idx = keep.nonzero().flatten() if keep.dtype == torch.bool else keep
-        il = idx.tolist()
-        return _Masks(
-            [self.rles[i] for i in il],
-            self.boxes[idx],
-            self.iou[idx],
-            self.points[idx],
-            self.stability[idx],
-            self.crop_boxes[idx],
-        )
-
-    @staticmethod
-    def cat(parts: Sequence[_Masks]) -> _Masks:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            return _Masks()
-        return _Masks(
-            [r for p in parts for r in p.rles],
-            torch.cat([p.boxes for p in parts]),
-            torch.cat([p.iou for p in parts]),
-            torch.cat([p.points for p in parts]),
-            torch.cat([p.stability for p in parts]),
-            torch.cat([p.crop_boxes for p in parts]),
-        )
 
 
 class MaskGenerator:
@@ -155,7 +76,7 @@ class MaskGenerator:
         output_mode: str = "binary_mask",
         progress: bool = False,
     ) -> None:
-        _check_options(locals())
+        check_options(locals())
         if points_per_side is not None:
             f = crop_n_points_downscale_factor
             for i in range(crop_n_layers + 1):
@@ -170,7 +91,7 @@ class MaskGenerator:
             )
         else:
             grids = [np.asarray(g, dtype=np.float64) for g in point_grids or []]
-        _check_grids(grids, crop_n_layers)
+        check_grids(grids, crop_n_layers)
         self.point_grids = grids
         self.predictor = Predictor(model)
         self._workspace = None
@@ -229,7 +150,7 @@ class MaskGenerator:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _generate_masks(self, image: np.ndarray, embedding: ImageEmbedding | None) -> _Masks:
+    def _generate_masks(self, image: np.ndarray, embedding: ImageEmbedding | None) -> MaskBatch:
         h, w = image.shape[:2]
         crop_boxes, layer_idxs = mask_ops.generate_crop_boxes(
             (h, w), self.crop_n_layers, self.crop_overlap_ratio
@@ -249,7 +170,7 @@ class MaskGenerator:
         finally:
             if bar is not None:
                 bar.close()
-        data = _Masks.cat(parts)
+        data = MaskBatch.cat(parts)
         if len(crop_boxes) > 1 and len(data):
             # Prefer masks from smaller crops.
             scores = 1 / _box_area(data.crop_boxes)
@@ -267,7 +188,7 @@ class MaskGenerator:
         orig_size: tuple[int, int],
         bar: Any,
         embedding: ImageEmbedding | None = None,
-    ) -> _Masks:
+    ) -> MaskBatch:
         x0, y0, x1, y1 = crop_box
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
         if embedding is not None:  # layer 0 is the whole image
@@ -285,7 +206,7 @@ class MaskGenerator:
             if bar is not None:
                 bar.update(1)
         self.predictor.embedding = None
-        data = _Masks.cat(parts)
+        data = MaskBatch.cat(parts)
         if not len(data):
             return data
         keep = batched_nms(
@@ -304,7 +225,7 @@ class MaskGenerator:
         emb: Any,
         crop_box: list[int],
         orig_size: tuple[int, int],
-    ) -> _Masks:
+    ) -> MaskBatch:
         model = self.model
         dev = model.device
         coords = coords_to_input(points, emb.original_size, model.image_size)
@@ -331,7 +252,7 @@ class MaskGenerator:
             pairs = (iou > self.pred_iou_thresh).nonzero().flatten()
             iou, pts = iou[pairs], pts[pairs.cpu()]
         if len(pairs) == 0:
-            return _Masks()
+            return MaskBatch()
 
         ch, cw = emb.original_size
         chunk = max(1, min(16, _CHUNK_BYTES // (4 * ch * cw)))
@@ -347,7 +268,7 @@ class MaskGenerator:
         keep_all = torch.cat([o[1] for o in out]).nonzero().flatten()
         stab = torch.cat([o[2] for o in out])
         boxes = torch.cat([o[3] for o in out])
-        return _Masks(
+        return MaskBatch(
             rles,
             boxes,
             iou[keep_all].cpu(),
@@ -375,9 +296,7 @@ class MaskGenerator:
         # several times faster than torch's on bool tensors.
         a = np.ascontiguousarray(up.cpu().numpy())
         del up
-        off = self.stability_score_offset
-        inter, union = _count_above(a, (thr + off, thr - off))
-        stab = torch.from_numpy(inter).to(torch.int32) / torch.from_numpy(union).to(torch.int32)
+        stab = torch.from_numpy(stability_scores(a, thr, self.stability_score_offset))
         keep = torch.ones(len(a), dtype=torch.bool)
         if self.stability_score_thresh > 0.0:
             keep = stab >= self.stability_score_thresh
@@ -394,9 +313,9 @@ class MaskGenerator:
             masks, boxes = masks[~edge], boxes[inner]
             keep = torch.zeros_like(keep)
             keep[torch.tensor(kept, dtype=torch.long)[inner]] = True
-        return _encode_uncropped(masks, crop_box, orig_size), keep, stab[keep], boxes
+        return mask_ops.encode_uncropped(masks, crop_box, orig_size), keep, stab[keep], boxes
 
-    def _postprocess_small_regions(self, data: _Masks, nms_thresh: float) -> _Masks:
+    def _postprocess_small_regions(self, data: MaskBatch, nms_thresh: float) -> MaskBatch:
         """Fill small holes, drop small islands, re-run NMS preferring unchanged masks."""
         area = self.min_mask_region_area
         new_masks, new_boxes, scores = [], [], []
@@ -419,7 +338,7 @@ class MaskGenerator:
                 data.boxes[i] = boxes[i]
         return data.filter(keep)
 
-    def _record(self, data: _Masks, i: int) -> dict[str, Any]:
+    def _record(self, data: MaskBatch, i: int) -> dict[str, Any]:
         rle = data.rles[i]
         if self.output_mode == "coco_rle":
             seg: Any = rle
@@ -427,109 +346,16 @@ class MaskGenerator:
             seg = decode_rle(rle)
         else:
             seg = uncompressed_rle(decode_rle(rle))
-        b = data.boxes[i].tolist()
-        c = data.crop_boxes[i].tolist()
-        return {
-            "segmentation": seg,
-            "area": rle_area(rle),
-            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-            "predicted_iou": data.iou[i].item(),
-            "point_coords": [data.points[i].tolist()],
-            "stability_score": data.stability[i].item(),
-            "crop_box": [c[0], c[1], c[2] - c[0], c[3] - c[1]],
-        }
-
-
-def _count_above(a: np.ndarray, thresholds: Sequence[float]) -> list[np.ndarray]:
-    """Per-mask counts of values above each threshold (M x H x W float32 -> M each); the
-    comparison is in float32, as torch's against a Python scalar. One mask at a time into a
-    reused buffer: whole-array count_nonzero takes numpy's fast path, per-axis does not."""
-    buf = np.empty(a.shape[1:], dtype=bool)
-    out = [np.zeros(len(a), dtype=np.int64) for _ in thresholds]
-    for i in range(len(a)):
-        for counts, t in zip(out, thresholds):
-            np.greater(a[i], np.float32(t), out=buf)
-            counts[i] = np.count_nonzero(buf)
-    return out
+        return sa1b_record(
+            seg,
+            rle_area(rle),
+            data.boxes[i].tolist(),
+            data.iou[i].item(),
+            [data.points[i].tolist()],
+            data.stability[i].item(),
+            data.crop_boxes[i].tolist(),
+        )
 
 
 def _box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def _encode_uncropped(
-    masks: np.ndarray, crop_box: list[int], orig_size: tuple[int, int]
-) -> list[dict]:
-    """M x h x w bool masks of a crop -> M COCO RLEs in the full image's frame."""
-    if len(masks) == 0:
-        return []
-    oh, ow = orig_size
-    x0, y0, x1, y1 = crop_box
-    # pycocotools reads column-major (Fortran) H x W x M without copying: build M x W x H
-    # C-order, transposing each mask with OpenCV (10x faster than a strided numpy copy).
-    full = (np.empty if [x0, y0, x1, y1] == [0, 0, ow, oh] else np.zeros)(
-        (len(masks), ow, oh), dtype=np.uint8
-    )
-    for i, m in enumerate(masks.view(np.uint8)):
-        full[i, x0:x1, y0:y1] = cv2.transpose(m)
-    return encode_rle_fortran(full.transpose(2, 1, 0))
-
-
-def _check_options(o: dict[str, Any]) -> None:
-    if (o["points_per_side"] is None) == (o["point_grids"] is None):
-        raise ConfigError(
-            "give exactly one of points_per_side (e.g. 32) or point_grids (one K x 2 array in "
-            "[0, 1] per crop layer); set the other to None"
-        )
-    pps = o["points_per_side"]
-    if pps is not None and (not isinstance(pps, (int, np.integer)) or pps < 1):
-        raise ConfigError(f"points_per_side must be a positive integer, got {pps!r}")
-    if not isinstance(o["points_per_batch"], (int, np.integer)) or o["points_per_batch"] < 1:
-        raise ConfigError(f"points_per_batch must be >= 1, got {o['points_per_batch']!r}")
-    for name in ("pred_iou_thresh", "stability_score_thresh"):
-        v = o[name]
-        if not 0.0 <= v <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1] (0 turns the filter off), got {v}")
-    for name in ("box_nms_thresh", "crop_nms_thresh"):
-        v = o[name]
-        if not 0.0 < v <= 1.0:
-            raise ConfigError(f"{name} is a box IoU and must be in (0, 1], got {v}")
-    if o["stability_score_offset"] <= 0:
-        raise ConfigError(
-            f"stability_score_offset must be > 0 (logit offset, default 1.0), "
-            f"got {o['stability_score_offset']}"
-        )
-    if not isinstance(o["crop_n_layers"], (int, np.integer)) or o["crop_n_layers"] < 0:
-        raise ConfigError(f"crop_n_layers must be an integer >= 0, got {o['crop_n_layers']!r}")
-    if not 0.0 <= o["crop_overlap_ratio"] < 1.0:
-        raise ConfigError(
-            f"crop_overlap_ratio must be in [0, 1) (fraction of the short side), "
-            f"got {o['crop_overlap_ratio']}"
-        )
-    f = o["crop_n_points_downscale_factor"]
-    if not isinstance(f, (int, np.integer)) or f < 1:
-        raise ConfigError(f"crop_n_points_downscale_factor must be an integer >= 1, got {f!r}")
-    if o["min_mask_region_area"] < 0:
-        raise ConfigError(f"min_mask_region_area must be >= 0, got {o['min_mask_region_area']}")
-    if o["output_mode"] not in OUTPUT_MODES:
-        raise ConfigError(
-            f"unknown output_mode '{o['output_mode']}'; choose one of {', '.join(OUTPUT_MODES)}"
-        )
-
-
-def _check_grids(grids: list[np.ndarray], crop_n_layers: int) -> None:
-    if len(grids) != crop_n_layers + 1:
-        raise ConfigError(
-            f"point_grids has {len(grids)} grids but crop_n_layers={crop_n_layers} needs "
-            f"{crop_n_layers + 1} (one per layer, the whole image first)"
-        )
-    for i, g in enumerate(grids):
-        if g.ndim != 2 or g.shape[1] != 2:
-            raise ConfigError(f"point grid {i} must be K x 2 (x, y) in [0, 1], got {g.shape}")
-        if len(g) == 0:
-            raise ConfigError(
-                f"crop layer {i} gets a grid of 0 points; raise points_per_side or lower "
-                "crop_n_layers / crop_n_points_downscale_factor so every layer has >= 1 point"
-            )
-        if not np.isfinite(g).all() or g.min() < 0 or g.max() > 1:
-            raise ConfigError(f"point grid {i} must lie in [0, 1] (fractions of the crop size)")

@@ -1,13 +1,19 @@
-"""Pure helpers of the automatic mask generator: point grids, crop boxes, boxes from masks,
-the crop-edge filter and small-region cleanup. Each matches ``segment_anything.utils.amg``."""
+"""Mask-batch operations of the automatic mask generator: point grids, crop boxes, the
+crop-edge filter, small-region cleanup (each matches ``segment_anything.utils.amg``), the batch
+of kept masks and their encoding in the full image's frame."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import product
 
+import cv2
 import numpy as np
 import torch
+
+from samkit.masks import encode_rle_fortran
 
 
 def build_point_grid(n_per_side: int) -> np.ndarray:
@@ -80,3 +86,63 @@ def remove_small_regions(
         if not fill:
             fill = [int(np.argmax(sizes)) + 1]
     return np.isin(regions, fill), True
+
+
+@dataclass
+class MaskBatch:
+    """Kept masks of one crop or image, in the official order. boxes: M x 4 int64 XYXY;
+    iou: M float32; points: M x 2 float64; stability: M float32; crop_boxes: M x 4 int64."""
+
+    rles: list[dict] = field(default_factory=list)
+    boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
+    iou: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    points: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.float64))
+    stability: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    crop_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.int64))
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def filter(self, keep: torch.Tensor) -> MaskBatch:
+        idx = keep.nonzero().flatten() if keep.dtype == torch.bool else keep
+        il = idx.tolist()
+        return MaskBatch(
+            [self.rles[i] for i in il],
+            self.boxes[idx],
+            self.iou[idx],
+            self.points[idx],
+            self.stability[idx],
+            self.crop_boxes[idx],
+        )
+
+    @staticmethod
+    def cat(parts: Sequence[MaskBatch]) -> MaskBatch:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return MaskBatch()
+        return MaskBatch(
+            [r for p in parts for r in p.rles],
+            torch.cat([p.boxes for p in parts]),
+            torch.cat([p.iou for p in parts]),
+            torch.cat([p.points for p in parts]),
+            torch.cat([p.stability for p in parts]),
+            torch.cat([p.crop_boxes for p in parts]),
+        )
+
+
+def encode_uncropped(
+    masks: np.ndarray, crop_box: list[int], orig_size: tuple[int, int]
+) -> list[dict]:
+    """M x h x w bool masks of a crop -> M COCO RLEs in the full image's frame."""
+    if len(masks) == 0:
+        return []
+    oh, ow = orig_size
+    x0, y0, x1, y1 = crop_box
+    # pycocotools reads column-major (Fortran) H x W x M without copying: build M x W x H
+    # C-order, transposing each mask with OpenCV (10x faster than a strided numpy copy).
+    full = (np.empty if [x0, y0, x1, y1] == [0, 0, ow, oh] else np.zeros)(
+        (len(masks), ow, oh), dtype=np.uint8
+    )
+    for i, m in enumerate(masks.view(np.uint8)):
+        full[i, x0:x1, y0:y1] = cv2.transpose(m)
+    return encode_rle_fortran(full.transpose(2, 1, 0))

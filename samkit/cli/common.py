@@ -35,6 +35,7 @@ def parse_point(s: str) -> tuple[float, float, int]:
         raise argparse.ArgumentTypeError(f"'{s}' is not X,Y or X,Y,LABEL with numbers") from None
     return x, y, label
 
+
 def parse_box(s: str) -> tuple[float, float, float, float]:
     try:
         vals = [float(v) for v in s.split(",")]

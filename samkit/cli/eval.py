@@ -70,7 +70,6 @@ def run_prompts(args: argparse.Namespace, model) -> int:  # type: ignore[no-unty
     import torch
 
     from samkit.data import open_dataset
-
     from samkit.eval.prompts import evaluate, plot_clicks
 
     torch.set_num_threads(getattr(args, "threads", 1) or 1)
@@ -96,8 +95,8 @@ def run_hq(args: argparse.Namespace, model) -> int:  # type: ignore[no-untyped-d
     import torch
 
     from samkit.checkpoints import load
-    from samkit.eval.hq import evaluate_hq, plot_examples
     from samkit.data.hqseg import open_hq_dataset
+    from samkit.eval.hq import evaluate_hq, plot_examples
 
     torch.set_num_threads(args.threads)
     size = args.size or model.image_size

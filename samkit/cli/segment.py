@@ -88,7 +88,8 @@ def add_everything(sub: argparse._SubParsersAction) -> None:
         "--format",
         choices=("sa1b", "coco", "png"),
         default="sa1b",
-        help="sa1b: SA-1B json; coco: COCO results json; png: label map (0 = none, i = mask i)",
+        help="sa1b: SA-1B json; coco: COCO results list (pycocotools loadRes); "
+        "png: label map (0 = none, i = mask i)",
     )
     p.add_argument("--overlay", help="also write the image with all masks drawn on it")
     p.add_argument(
@@ -102,11 +103,16 @@ def add_everything(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_everything(args: argparse.Namespace) -> int:
-    import os
-
-    from samkit.automatic.generator import MaskGenerator
+    from samkit.automatic import MaskGenerator
+    from samkit.formats import (
+        coco_results,
+        image_id_for,
+        label_map,
+        sa1b_document,
+        save_label_map_png,
+    )
     from samkit.image_io import load_image
-    from samkit.masks import annotation_masks, label_map, overlay_annotations, save_label_map_png
+    from samkit.masks import annotation_masks, overlay_annotations
 
     image = load_image(args.image)
     overrides: dict = {"output_mode": "coco_rle", "progress": not args.no_progress}
@@ -117,34 +123,14 @@ def cmd_everything(args: argparse.Namespace) -> int:
     gen = MaskGenerator.from_preset(load_model(args.model), args.preset, **overrides)
     anns = gen.generate(image)
     h, w = image.shape[:2]
+    # The file's name in its folder: the data engine gives it the same image id.
+    name = Path(args.image).name
     if args.format == "png":
         save_label_map_png(label_map(annotation_masks(anns), (h, w)), args.output)
+    elif args.format == "sa1b":
+        Path(args.output).write_text(json.dumps(sa1b_document(anns, name, w, h)))
     else:
-        name = os.path.basename(args.image)
-        if args.format == "sa1b":
-            doc: dict = {
-                "image": {"image_id": 0, "width": w, "height": h, "file_name": name},
-                "annotations": [{"id": i, **a} for i, a in enumerate(anns)],
-            }
-        else:
-            doc = {
-                "images": [{"id": 0, "width": w, "height": h, "file_name": name}],
-                "categories": [{"id": 1, "name": "object"}],
-                "annotations": [
-                    {
-                        "id": i,
-                        "image_id": 0,
-                        "category_id": 1,
-                        "segmentation": a["segmentation"],
-                        "area": a["area"],
-                        "bbox": a["bbox"],
-                        "iscrowd": 0,
-                        "score": a["predicted_iou"],
-                    }
-                    for i, a in enumerate(anns)
-                ],
-            }
-        Path(args.output).write_text(json.dumps(doc))
+        Path(args.output).write_text(json.dumps(coco_results(anns, image_id_for(name))))
     if args.overlay:
         overlay_annotations(image, anns).save(args.overlay)
     print(f"{len(anns)} masks -> {args.output}" + (f", {args.overlay}" if args.overlay else ""))

@@ -10,14 +10,13 @@ Stems that clash use the image's path relative to the collection root, with ``/`
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from samkit.errors import ConfigError
+from samkit.formats import image_id_for
 from samkit.image_io import IMAGE_SUFFIXES
-
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def collect(source: str | os.PathLike) -> list[ImageItem]:
     paths, rels = [paths[i] for i in order], [rels[i] for i in order]
     names = output_names(rels)
     return [
-        ImageItem(os.path.abspath(p), rel, name, stable_id(rel))
+        ImageItem(os.path.abspath(p), rel, name, image_id_for(rel))
         for p, rel, name in zip(paths, rels, names)
     ]
 
@@ -111,8 +110,3 @@ def output_names(rel_paths: list[str]) -> list[str]:
         used.add(cand.casefold())
         unique.append(cand)
     return unique
-
-
-def stable_id(file_name: str) -> int:
-    """A 48-bit integer id from the relative path: stable across runs, exact in JSON/JS."""
-    return int(hashlib.sha1(file_name.encode()).hexdigest()[:12], 16)

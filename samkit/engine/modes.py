@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from samkit.automatic import mask_ops
 from samkit.engine.collect import ImageItem
 from samkit.errors import ConfigError
-from samkit.masks import encode_rle, masks_to_boxes
+from samkit.eval.metrics import stability_scores
+from samkit.formats import mask_record
 
 MODES = ("everything", "boxes", "personalize")
 
@@ -69,7 +69,7 @@ class Everything:
     points_per_batch (down to 1), which bounds the decoder's memory without changing masks."""
 
     def __init__(self, model: Any, options: dict[str, Any]) -> None:
-        from samkit.automatic.generator import MaskGenerator
+        from samkit.automatic import MaskGenerator
 
         opts = {**options, "output_mode": "coco_rle"}
         preset = opts.pop("preset", None)
@@ -94,21 +94,6 @@ class Everything:
                 self.retries += 1
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-
-
-def _record(mask: np.ndarray, score: float, stability: float | None, points: list) -> dict:
-    h, w = mask.shape
-    x0, y0, x1, y1 = masks_to_boxes(torch.from_numpy(mask[None]))[0].tolist()
-    rle = encode_rle(mask)[0]
-    return {
-        "segmentation": rle,
-        "area": int(mask.sum()),
-        "bbox": [x0, y0, x1 - x0, y1 - y0],
-        "predicted_iou": float(score),
-        "point_coords": points,
-        "stability_score": stability,
-        "crop_box": [0, 0, w, h],
-    }
 
 
 class Boxes:
@@ -141,9 +126,8 @@ class Boxes:
             )
             logits = ref.masks[0]
             thr = p.model.mask_threshold
-            inter = (logits > thr + self.stability_offset).sum()
-            union = (logits > thr - self.stability_offset).sum()
-            rec = _record(logits > thr, ref.scores[0], float(inter / union) if union else 0.0, [])
+            stab = stability_scores(logits[None].astype(np.float32), thr, self.stability_offset)
+            rec = mask_record(logits > thr, ref.scores[0], float(stab[0]))
             rec["category_id"] = det.get("category_id", 1)
             rec["detection_score"] = det.get("score")
             rec["prompt_box"] = [float(v) for v in det["bbox"]]
@@ -165,7 +149,7 @@ class Personalize:
         if not res.mask.any():
             return []
         pos = res.points[res.labels == 1].tolist()
-        return [_record(res.mask, res.score, None, pos)]
+        return [mask_record(res.mask, res.score, None, pos)]
 
 
 # -- boxes: the detection file ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 
 from samkit.engine.collect import ImageItem
 from samkit.engine.modes import ModeSpec, build_annotator
+from samkit.formats import sa1b_document
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,8 @@ class Worker:
             anns = self.annotator(image, task.prompts)
         except Exception as e:
             return Outcome(item, False, error=_reason(e), seconds=time.perf_counter() - t0)
-        for i, a in enumerate(anns):
-            a["id"] = i + 1
         h, w = image.shape[:2]
-        record = {
-            "image": {
-                "image_id": item.image_id,
-                "width": w,
-                "height": h,
-                "file_name": item.file_name,
-            },
-            "annotations": anns,
-        }
+        record = sa1b_document(anns, item.file_name, w, h)
         return Outcome(
             item, True, json.dumps(record), n_masks=len(anns), seconds=time.perf_counter() - t0
         )

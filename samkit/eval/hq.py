@@ -10,17 +10,14 @@ original ground truth and averaged over masks.
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samkit.eval.boundary import mask_scores
+from samkit.eval.metrics import mask_scores
 
 
 @dataclass

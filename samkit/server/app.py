@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from samkit.errors import ImageError, SamkitError, StateError
-from samkit.masks import encode_rle
+from samkit.formats import coco_dataset, mask_record, sa1b_document
 from samkit.models.sam import Sam
 from samkit.server import schemas as S
 from samkit.server.limits import BodyLimit
@@ -134,7 +134,7 @@ def create_app(
     @app.post("/api/images/{image_id}/everything", tags=["segment"])
     def everything(image_id: str, opts: S.EverythingIn | None = None) -> dict[str, Any]:
         """Segment everything (automatic mask generation); masks as COCO RLE, largest first."""
-        from samkit.automatic.generator import MaskGenerator
+        from samkit.automatic import MaskGenerator
 
         entry = ws.entry(image_id)
         image = entry.image
@@ -232,36 +232,24 @@ def mask_logits(mask: np.ndarray, input_size: tuple[int, int], image_size: int) 
 
 
 def coco_file(ws: Workspace, body: S.ExportIn) -> dict[str, Any]:
-    """COCO instances dict: one image record per item, one annotation per mask."""
-    images, anns = [], []
-    for n, item in enumerate(body.items, start=1):
+    """COCO instances dict through ``samkit.formats``: one image record per item (its server id
+    as file name), one annotation per mask, ``score`` the item's score for that mask if given."""
+    docs = []
+    for item in body.items:
         h, w = ws.entry(item.image_id).image.shape[:2]
-        images.append({"id": n, "file_name": item.image_id, "width": w, "height": h})
+        anns = []
         for k, m in enumerate(item.masks):
-            mask = S.mask_in(m, (h, w))
-            ann = {
-                "id": len(anns) + 1,
-                "image_id": n,
-                "category_id": 1,
-                "segmentation": encode_rle(mask)[0],
-                "area": int(mask.sum()),
-                "bbox": _bbox(mask),
-                "iscrowd": 0,
-            }
-            if item.scores is not None and k < len(item.scores):
-                ann["score"] = float(item.scores[k])
-            anns.append(ann)
-    cats = [{"id": 1, "name": "object", "supercategory": "object"}]
-    return {"images": images, "annotations": anns, "categories": cats}
-
-
-def _bbox(mask: np.ndarray) -> list[int]:
-    """XYWH of a mask's pixels ([0, 0, 0, 0] if empty), as COCO writes it."""
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return [0, 0, 0, 0]
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
+            score = item.scores[k] if item.scores is not None and k < len(item.scores) else None
+            rec = mask_record(S.mask_in(m, (h, w)), 1.0 if score is None else score)
+            if score is None:
+                del rec["predicted_iou"]
+            anns.append(rec)
+        docs.append(sa1b_document(anns, item.image_id, w, h))
+    data = coco_dataset(docs, description="samkit serve")
+    for a in data["annotations"]:
+        if a["score"] is None:
+            del a["score"]
+    return data
 
 
 def _plain(v: Any) -> Any:
