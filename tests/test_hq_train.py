@@ -15,18 +15,17 @@ from samkit.checkpoints import save_safetensors
 from samkit.data.hqseg import HQSegFolder
 from samkit.data.thin import ThinDataset
 from samkit.models import SamConfig, build_sam
-from samkit.train.hq import (
+from samkit.train.hq_task import (
     HQ_MODULES,
     HQTrainConfig,
     hq_from_sam,
-    hq_loss,
     hq_parameters,
-    hq_train_step,
-    label_boxes,
+    hq_step_loss,
     make_hq_batch,
     train_hq,
-    uncertain_points,
 )
+from samkit.train.losses import hq_loss, uncertain_points
+from samkit.train.prompts import label_boxes
 
 TINY = SamConfig(
     encoder_embed_dim=32,
@@ -47,7 +46,9 @@ def base_sam(seed: int = 0):  # type: ignore[no-untyped-def]
 
 
 def cfg(**kw) -> HQTrainConfig:  # type: ignore[no-untyped-def]
-    base = dict(steps=4, images_per_step=2, masks_per_image=2, jitter=(0.8, 1.5), log_every=1)
+    base = dict(
+        steps=4, images_per_step=2, masks_per_image=2, jitter=(0.8, 1.5), log_every=1, device="cpu"
+    )
     return HQTrainConfig(**{**base, **kw})
 
 
@@ -90,6 +91,37 @@ def test_resume_after_interruption_continues_from_the_saved_step(tmp_path: Path)
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
 
 
+def test_a_checkpoint_of_the_hq_trainer_before_the_shared_loop_resumes(tmp_path: Path) -> None:
+    data = ThinDataset(1, 64)
+    whole = hq_from_sam(base_sam())
+    train_hq(whole, data, cfg(), tmp_path / "whole", progress=False)
+    train_hq(hq_from_sam(base_sam()), data, cfg(), tmp_path / "cut", stop_after=2, progress=False)
+    ck_path = tmp_path / "cut" / "last.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    del ck["rng"], ck["decay_steps"]
+    ck["decay_step"] = -1  # the old HQ trainer's layout
+    torch.save(ck, ck_path)
+    resumed = hq_from_sam(base_sam())
+    state = train_hq(resumed, data, cfg(), tmp_path / "cut", progress=False)
+    assert state.step == 4
+    a, b = hq_parameters(whole), hq_parameters(resumed)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_bf16_autocast_trains_only_the_hq_head_on_cpu(tmp_path: Path) -> None:
+    model = hq_from_sam(base_sam())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = train_hq(
+        model, ThinDataset(1, 64), cfg(steps=2, precision="bf16"), tmp_path, progress=False
+    )
+    assert all(np.isfinite(h["loss"]) for h in state.history)
+    hq_keys = set(hq_parameters(model))
+    after = model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in hq_keys)
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in hq_keys)
+
+
 def test_loss_decreases_over_a_few_steps_on_one_scene(tmp_path: Path) -> None:
     class OneScene:
         def __len__(self) -> int:
@@ -102,10 +134,10 @@ def test_loss_decreases_over_a_few_steps_on_one_scene(tmp_path: Path) -> None:
     c = cfg(steps=25, lr=1e-2, images_per_step=1, jitter=(1.0, 1.0))
     batch = make_hq_batch(model, OneScene(), c, 0)
     with torch.no_grad():
-        before, _ = hq_train_step(model, batch, c, 0)
+        before, _ = hq_step_loss(model, batch, c, 0)
     train_hq(model, OneScene(), c, tmp_path, progress=False)
     with torch.no_grad():
-        after, _ = hq_train_step(model, batch, c, 0)
+        after, _ = hq_step_loss(model, batch, c, 0)
     assert float(after) < 0.8 * float(before)
 
 
@@ -114,8 +146,8 @@ def test_point_sampled_loss_is_lower_for_the_right_mask() -> None:
     labels[:, 8:24, 8:24] = 1
     right = (labels[:, None] * 20 - 10).clone()
     gen = torch.Generator().manual_seed(0)
-    good, _, _ = hq_loss(right, labels, cfg(num_points=256), gen)
-    bad, _, _ = hq_loss(-right, labels, cfg(num_points=256), gen)
+    good = hq_loss(right, labels, gen, num_points=256).total
+    bad = hq_loss(-right, labels, gen, num_points=256).total
     # most points sit at the edge, where the upsampled logits are uncertain: good is not 0
     assert float(good) < 0.4 and float(bad) > 5 * float(good)
 
@@ -204,7 +236,7 @@ def test_train_hq_cli_writes_a_checkpoint_and_a_loadable_hq_model(tmp_path: Path
 
 def test_training_needs_an_hq_model() -> None:
     from samkit.errors import ConfigError
-    from samkit.train.hq import freeze_all_but_hq
+    from samkit.train.hq_task import freeze_all_but_hq
 
     with pytest.raises(ConfigError):
         freeze_all_but_hq(base_sam())

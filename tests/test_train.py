@@ -11,9 +11,10 @@ from PIL import Image
 from samkit.data.folders import CocoDataset, ImageMaskFolder, open_folder_or_coco
 from samkit.data.synthetic import SyntheticDataset
 from samkit.models import SamConfig, build_sam
+from samkit.train.loop import lr_factor
 from samkit.train.losses import dice_loss, mask_iou, sam_loss, sigmoid_focal_loss
 from samkit.train.prompts import error_points, noisy_boxes, round_plan, sample_points
-from samkit.train.trainer import TrainConfig, lr_factor, train
+from samkit.train.sam_task import SamTrainConfig, train
 
 MICRO = SamConfig(
     encoder_embed_dim=32,
@@ -119,7 +120,7 @@ def test_noisy_boxes_stay_near_the_ground_truth_box():
     gt = _square_masks()
     b = noisy_boxes(gt, torch.Generator().manual_seed(0))
     exact = noisy_boxes(gt, torch.Generator().manual_seed(0), noise=0.0)
-    assert torch.equal(exact[0], torch.tensor([6.0, 4.0, 20.0, 14.0]))
+    assert torch.equal(exact[0], torch.tensor([6.0, 4.0, 19.0, 13.0]))  # x1/y1 inclusive
     assert (b - exact).abs().max() <= 20 and not torch.equal(b, exact)
 
 
@@ -134,7 +135,7 @@ def test_eleven_rounds_are_one_first_prompt_eight_points_and_two_mask_only():
 
 
 def test_lr_warms_up_then_decays_tenfold_twice():
-    cfg = TrainConfig(steps=900, warmup=100)
+    cfg = SamTrainConfig(steps=900, warmup=100)
     assert lr_factor(0, cfg) == pytest.approx(0.01)
     assert lr_factor(99, cfg) == pytest.approx(1.0)
     assert lr_factor(599, cfg) == 1.0
@@ -145,7 +146,7 @@ def test_lr_warms_up_then_decays_tenfold_twice():
 def _run(tmp, steps, stop_after=None, rounds=3):
     torch.manual_seed(0)
     model = build_sam(MICRO)
-    cfg = TrainConfig(
+    cfg = SamTrainConfig(
         steps=steps,
         images_per_step=2,
         masks_per_image=2,
@@ -153,6 +154,7 @@ def _run(tmp, steps, stop_after=None, rounds=3):
         warmup=2,
         log_every=1,
         checkpoint_every_s=1e9,
+        device="cpu",
     )
     data = SyntheticDataset(seed=1, size=64)
     state = train(model, data, cfg, tmp, stop_after=stop_after, progress=False)
@@ -174,7 +176,7 @@ def test_training_reduces_the_loss_on_a_fixed_batch(tmp_path):
     torch.manual_seed(0)
     model = build_sam(MICRO)
     one_scene = [SyntheticDataset(seed=2, size=64)[0]]
-    cfg = TrainConfig(
+    cfg = SamTrainConfig(
         steps=30,
         images_per_step=1,
         masks_per_image=2,
@@ -183,6 +185,7 @@ def test_training_reduces_the_loss_on_a_fixed_batch(tmp_path):
         lr=3e-3,
         log_every=5,
         checkpoint_every_s=1e9,
+        device="cpu",
     )
     state = train(model, one_scene, cfg, tmp_path, progress=False)
     assert state.history[-1]["loss"] < 0.8 * state.history[0]["loss"]
@@ -193,7 +196,7 @@ def test_frozen_image_encoder_does_not_change(tmp_path):
     model = build_sam(MICRO)
     before = {k: v.clone() for k, v in model.image_encoder.state_dict().items()}
     dec_before = model.mask_decoder.output_upscaling[0].weight.clone()
-    cfg = TrainConfig(
+    cfg = SamTrainConfig(
         steps=2,
         images_per_step=1,
         masks_per_image=2,
@@ -201,11 +204,59 @@ def test_frozen_image_encoder_does_not_change(tmp_path):
         warmup=1,
         freeze=("image_encoder",),
         checkpoint_every_s=1e9,
+        device="cpu",
     )
     train(model, SyntheticDataset(seed=1, size=64), cfg, tmp_path, progress=False)
     for k, v in model.image_encoder.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert not torch.equal(model.mask_decoder.output_upscaling[0].weight, dec_before)
+
+
+def test_a_checkpoint_of_the_trainer_before_the_shared_loop_resumes_exactly(tmp_path):
+    full, _ = _run(tmp_path / "a", 4)
+    _run(tmp_path / "b", 4, stop_after=2)
+    ck_path = tmp_path / "b" / "last.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    del ck["rng"]  # the old SAM trainer's layout: the same keys, no RNG state
+    torch.save(ck, ck_path)
+    resumed, state = _run(tmp_path / "b", 4)
+    assert state.step == 4
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_bf16_autocast_trains_on_cpu_with_fp32_weights(tmp_path):
+    torch.manual_seed(0)
+    model = build_sam(MICRO)
+    before = model.mask_decoder.iou_token.weight.clone()
+    cfg = SamTrainConfig(
+        steps=2,
+        images_per_step=1,
+        masks_per_image=2,
+        rounds=3,
+        warmup=1,
+        log_every=1,
+        checkpoint_every_s=1e9,
+        device="cpu",
+        precision="bf16",
+    )
+    state = train(model, SyntheticDataset(seed=1, size=64), cfg, tmp_path, progress=False)
+    assert state.step == 2 and all(np.isfinite(h["loss"]) for h in state.history)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert not torch.equal(model.mask_decoder.iou_token.weight, before)
+
+
+def test_training_refuses_unknown_or_missing_devices_before_any_work(tmp_path):
+    from samkit.errors import ConfigError
+
+    cfg = SamTrainConfig(steps=1, device="tpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        train(build_sam(MICRO), [], cfg, tmp_path, progress=False)
+    if not torch.cuda.is_available():
+        cfg = SamTrainConfig(steps=1, device="cuda:0")
+        with pytest.raises(ConfigError, match="CUDA"):
+            train(build_sam(MICRO), [], cfg, tmp_path, progress=False)
+    assert not (tmp_path / "last.pt").exists()
 
 
 # -- readers for users' data ------------------------------------------------------------------
@@ -287,8 +338,14 @@ def test_fine_tuning_runs_on_a_user_folder(tmp_path):
     _write_pair(tmp_path / "data", "a")
     torch.manual_seed(0)
     model = build_sam(MICRO)
-    cfg = TrainConfig(
-        steps=2, images_per_step=2, masks_per_image=2, rounds=2, warmup=1, checkpoint_every_s=1e9
+    cfg = SamTrainConfig(
+        steps=2,
+        images_per_step=2,
+        masks_per_image=2,
+        rounds=2,
+        warmup=1,
+        checkpoint_every_s=1e9,
+        device="cpu",
     )
     state = train(model, ImageMaskFolder(tmp_path / "data"), cfg, tmp_path / "run", progress=False)
     assert state.step == 2 and np.isfinite(state.history[-1]["loss"])

@@ -36,6 +36,22 @@ def add_train_hq(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train_hq)
 
 
+def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--precision`` of both training commands."""
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto|cpu|cuda|cuda:N|mps (default auto: CUDA, else MPS, else CPU)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="autocast precision of each step; weights and optimiser stay fp32 (fp16 uses a "
+        "gradient scaler on CUDA; auto: what the hardware runs well) (default fp32)",
+    )
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
@@ -81,6 +97,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-resume", action="store_true", help="ignore OUT/last.pt and start over")
     p.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(p)
 
 
 def add_train_hq_arguments(p: argparse.ArgumentParser) -> None:
@@ -118,18 +135,28 @@ def add_train_hq_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", help="also write the full HQ model to this .safetensors")
     p.add_argument("--no-resume", action="store_true", help="ignore OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(p)
+
+
+def runtime(args: argparse.Namespace) -> tuple[str, str]:
+    """Resolve ``--device`` / ``--precision`` (errors before any work) and say what was chosen."""
+    from samkit.runtime import resolve
+
+    rt = resolve(args.device, args.precision)
+    print(f"training on {rt.describe()}")
+    return str(rt.device), rt.precision
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from samkit.data import open_dataset
-
     from samkit.models import CONFIGS, build_sam
-    from samkit.train.trainer import TrainConfig, train
+    from samkit.train.sam_task import SamTrainConfig, train
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device, precision = runtime(args)
     if args.init:
         from samkit.checkpoints import load
 
@@ -139,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"unknown --config {args.config}; choose one of {', '.join(CONFIGS)}")
         model = build_sam(args.config)
     data = open_dataset(args.data, model.image_size, images=args.images)
-    cfg = TrainConfig(
+    cfg = SamTrainConfig(
         steps=args.steps,
         images_per_step=args.images_per_step,
         masks_per_image=args.masks_per_image,
@@ -155,6 +182,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         time_budget_s=None if args.minutes is None else args.minutes * 60,
         threads=args.threads,
         export=args.export,
+        device=device,
+        precision=precision,
         command=command_line(args),
     )
     state = train(
@@ -171,9 +200,10 @@ def cmd_train_hq(args: argparse.Namespace) -> int:
 
     from samkit.checkpoints import load
     from samkit.data.hqseg import open_hq_dataset
-    from samkit.train.hq import HQTrainConfig, hq_from_sam, train_hq
+    from samkit.train.hq_task import HQTrainConfig, hq_from_sam, train_hq
 
     torch.set_num_threads(args.threads)
+    device, precision = runtime(args)
     model = hq_from_sam(load(args.init))
     data = open_hq_dataset(args.data, model.image_size, train=True)
     cfg = HQTrainConfig(
@@ -188,6 +218,8 @@ def cmd_train_hq(args: argparse.Namespace) -> int:
         threads=args.threads,
         time_budget_s=None if args.minutes is None else args.minutes * 60,
         export=args.export,
+        device=device,
+        precision=precision,
         init=str(args.init),
         command=command_line(args),
     )

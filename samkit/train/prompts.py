@@ -1,12 +1,17 @@
-"""Interactive prompt simulation (SAM paper, Appendix A): a first point or box, then points
+"""Prompt simulation for training. SAM (paper, Appendix A): a first point or box, then points
 sampled from the error region with the previous logits fed back, then rounds with no new point.
+HQ-SAM (``train/train.py``): the tight box, positive points inside the mask, or a noisy mask.
 
-All functions are batched over N masks in the model's input frame and take a torch.Generator, so a
-training step is reproducible from its seed."""
+All functions are batched over N masks in the model's input frame and draw from a
+torch.Generator on the masks' device, so a training step is reproducible from its seed. Boxes are
+XYXY with x1/y1 inclusive (:func:`samkit.masks.masks_to_boxes`, the official convention)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from samkit.masks import masks_to_boxes
 
 
 def sample_points(region: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,22 +30,15 @@ def noisy_boxes(
     masks: torch.Tensor, gen: torch.Generator, noise: float = 0.1, cap: float = 20.0
 ) -> torch.Tensor:
     """Ground-truth boxes of masks (N x H x W bool) with per-coordinate Gaussian noise of std
-    ``noise`` x side length, capped at ``cap`` px -> N x 4 XYXY in pixels."""
+    ``noise`` x the box's side in pixels, capped at ``cap`` px -> N x 4 XYXY (x1/y1 inclusive),
+    kept inside the H x W frame."""
     n, h, w = masks.shape
-    ys = masks.any(2)
-    xs = masks.any(1)
-    ar_y = torch.arange(h).expand(n, h)
-    ar_x = torch.arange(w).expand(n, w)
-    y0 = torch.where(ys, ar_y, h).min(1).values
-    y1 = torch.where(ys, ar_y, -1).max(1).values + 1
-    x0 = torch.where(xs, ar_x, w).min(1).values
-    x1 = torch.where(xs, ar_x, -1).max(1).values + 1
-    box = torch.stack([x0, y0, x1, y1], 1).float()
-    side = torch.stack([x1 - x0, y1 - y0, x1 - x0, y1 - y0], 1).float()
+    box = masks_to_boxes(masks).float()
+    side = (box[:, 2:] - box[:, :2] + 1).repeat(1, 2)  # width, height, width, height
     std = (noise * side).clamp(max=cap)
-    jitter = (torch.randn(box.shape, generator=gen) * std).clamp(-cap, cap)
+    jitter = (torch.randn(box.shape, generator=gen, device=gen.device) * std).clamp(-cap, cap)
     box = box + jitter
-    lim = torch.tensor([w, h, w, h], dtype=torch.float32)
+    lim = torch.tensor([w - 1, h - 1, w - 1, h - 1], dtype=box.dtype, device=box.device)
     return torch.minimum(box.clamp(min=0), lim)
 
 
@@ -55,7 +53,7 @@ def error_points(
     fp = pred & ~gt
     xy, ok = sample_points(fn | fp, gen)
     xi, yi = xy[:, 0].long(), xy[:, 1].long()
-    rows = torch.arange(len(xy))
+    rows = torch.arange(len(xy), device=xy.device)
     label = fn[rows, yi, xi].float()
     if not bool(ok.all()):
         inside, _ = sample_points(gt, gen)
@@ -73,6 +71,35 @@ def round_plan(n_rounds: int, gen: torch.Generator) -> list[str]:
     if n_rounds >= 3:
         plan[-1] = "mask"
     if n_rounds >= 6:
-        i = 1 + int(torch.randint(n_rounds - 2, (1,), generator=gen))
+        i = 1 + int(torch.randint(n_rounds - 2, (1,), generator=gen, device=gen.device))
         plan[i] = "mask"
     return plan
+
+
+# -- HQ-SAM ------------------------------------------------------------------------------------
+
+
+def label_boxes(labels: torch.Tensor) -> torch.Tensor:
+    """HQ-SAM's box prompt: the tight box of ``labels > 0.5`` (N x H x W soft) -> N x 4 float."""
+    return masks_to_boxes(labels > 0.5).float()
+
+
+def label_points(labels: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k distinct foreground pixels (x, y) per mask, uniform (official masks_sample_points);
+    every mask needs at least k foreground pixels -> N x k x 2."""
+    n, h, w = labels.shape
+    flat = (labels > 0.5).reshape(n, -1).float()
+    idx = torch.multinomial(flat, k, replacement=False, generator=gen)
+    return torch.stack([idx % w, idx // w], -1).float()
+
+
+def noisy_mask(labels: torch.Tensor, low: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
+    """Official masks_noise: the label at the low-res mask size, N(0, 1) noise added where it
+    differs from its 8x down-up-sampled copy, thresholded at 0.5 -> N x 1 x h x w in {0, 255}
+    (the official prompt feeds these values, not logits)."""
+    m = F.interpolate(labels[:, None], size=low, mode="bilinear", align_corners=False)
+    coarse = F.interpolate(m, scale_factor=1 / 8, mode="bilinear", align_corners=False)
+    coarse = F.interpolate(coarse, size=low, mode="bilinear", align_corners=False)
+    region = (m - coarse).abs() >= 0.01
+    noise = torch.randn(m.shape, generator=gen, device=gen.device)
+    return ((m + region * noise) > 0.5).float() * 255
