@@ -17,8 +17,8 @@ import torch
 
 import samkit
 from samkit.persam.finetune import combine, dice_loss, fit_scale_weights, focal_loss
-from samkit.persam.prior import select_points
 from samkit.persam.persam import PerSAM, read_reference_mask
+from samkit.persam.prior import select_points
 
 FIX = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "persam"
 

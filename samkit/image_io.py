@@ -2,9 +2,10 @@
 (and masks into bool H x W arrays).
 
 Handles EXIF orientation, grayscale, RGBA/LA (alpha dropped), palette, 16-bit and float images.
-Images larger than ``MAX_PIXELS`` (default 200 megapixels, override with the environment
-variable ``SAMKIT_MAX_PIXELS``) are refused before decoding to protect against decompression
-bombs.
+Files are decoded only in the formats of ``IMAGE_FORMATS`` (no PostScript through Ghostscript,
+no exotic decoders), and only after their header shows at most ``max_pixels()`` pixels: default
+200 megapixels, set with the environment variable ``SAMKIT_MAX_PIXELS`` (read at every call).
+PIL's own limit (``Image.MAX_IMAGE_PIXELS``) is kept equal to it, so there is one limit.
 """
 
 from __future__ import annotations
@@ -16,12 +17,42 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from samkit.errors import ImageError
+from samkit.errors import ConfigError, ImageError, PixelLimitError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-# The one list of file endings samkit treats as images (folders, collections, PerSAM targets).
+# The one list of file endings samkit treats as images (folders, collections, PerSAM targets),
+# and the PIL decoders those files may use (JPEG includes the MPO files of phone cameras).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-MAX_PIXELS = int(os.environ.get("SAMKIT_MAX_PIXELS", 200_000_000))
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``SAMKIT_MAX_PIXELS`` if set (read now, not at import), else 200 MP."""
+    raw = os.environ.get("SAMKIT_MAX_PIXELS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(
+            f"SAMKIT_MAX_PIXELS must be a positive whole number of pixels, got '{raw}'; "
+            f"unset it for the default of {DEFAULT_MAX_PIXELS}"
+        )
+    return value
+
+
+def check_image_size(width: int, height: int, name: str) -> None:
+    """Raise PixelLimitError if a ``width`` x ``height`` image is over ``max_pixels()``; for
+    sizes read from a header or declared by a client, before anything is allocated."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise PixelLimitError(
+            f"{name} is {width}x{height} = {width * height / 1e6:.1f} megapixels, above the "
+            f"limit of {limit / 1e6:g}; downscale it or raise SAMKIT_MAX_PIXELS"
+        )
 
 
 def load_image(image: ImageLike) -> np.ndarray:
@@ -40,10 +71,13 @@ def load_image(image: ImageLike) -> np.ndarray:
 
 def load_mask(mask: ImageLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """Return a bool H x W mask: any nonzero value (palette index, gray level or any RGB
-    channel) is object. If size (H, W) is given, the mask must have that size."""
+    channel) is object. If size (H, W) is given, the mask must have that size; files and PIL
+    images are checked before their pixels are decoded."""
     if isinstance(mask, (str, os.PathLike)):
-        arr = np.asarray(ImageOps.exif_transpose(_open(Path(mask))))
+        arr = np.asarray(ImageOps.exif_transpose(_open(Path(mask), what="mask", expect=size)))
     elif isinstance(mask, Image.Image):
+        if size is not None:
+            _check_mask_size((mask.height, mask.width), size)
         arr = np.asarray(mask)
     elif isinstance(mask, np.ndarray):
         arr = mask
@@ -53,42 +87,90 @@ def load_mask(mask: ImageLike, size: tuple[int, int] | None = None) -> np.ndarra
         arr = arr.any(axis=2)
     if arr.ndim != 2:
         raise ImageError(f"a mask must be H x W (or H x W x C), got shape {arr.shape}")
-    out = arr != 0
-    if size is not None and out.shape != tuple(size):
+    if size is not None:
+        _check_mask_size(arr.shape, size)
+    return arr != 0
+
+
+def _check_mask_size(have: tuple[int, ...], size: tuple[int, int]) -> None:
+    if tuple(have) != tuple(size):
         raise ImageError(
-            f"mask size {out.shape[1]}x{out.shape[0]} (WxH) does not match the image size "
+            f"mask size {have[1]}x{have[0]} (WxH) does not match the image size "
             f"{size[1]}x{size[0]}; resize the mask to the image first"
         )
-    return out
 
 
-def _open(path: Path) -> Image.Image:
+def check_pixels(path: str | os.PathLike, what: str = "image") -> None:
+    """Apply ``load_image``'s checks to an image file (it exists, is an image of an allowed
+    format, is within ``max_pixels()``) from its header alone, for callers that decode it with
+    another library (OpenCV). Raises ImageError naming the problem; ``what`` names the file
+    in messages ("image", "mask")."""
+    _open(Path(path), decode=False, what=what).close()
+
+
+def read_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) that ``load_image`` will return for an image file (EXIF rotation applied), from
+    its header alone, after the same checks as ``check_pixels``."""
+    with _open(Path(path), decode=False) as img:
+        w, h = img.size
+        return (w, h) if _quarter_turned(img) else (h, w)
+
+
+def _quarter_turned(img: Image.Image) -> bool:
+    """Whether EXIF orientation swaps width and height (orientations 5 to 8)."""
+    return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+
+
+def _open(
+    path: Path, decode: bool = True, what: str = "image", expect: tuple[int, int] | None = None
+) -> Image.Image:
+    """Open an image file of an allowed format, check its size from the header (the pixel
+    limit; ``expect``: the H x W it must show after EXIF rotation), then decode it."""
     if not path.exists():
-        raise ImageError(f"image file not found: {path}")
+        if path.is_symlink():
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):  # RuntimeError: "Symlink loop" before Python 3.13
+                raise ImageError(
+                    f"{what} file {path} is a symbolic link that loops back on itself; fix or "
+                    "remove the link"
+                ) from None
+            raise ImageError(f"{what} file {path} is a symbolic link to {target}, which is missing")
+        raise ImageError(f"{what} file not found: {path}")
     if path.is_dir():
         raise ImageError(f"{path} is a folder, not an image file")
     if path.stat().st_size == 0:
-        raise ImageError(f"image file is empty (0 bytes): {path}")
+        raise ImageError(f"{what} file is empty (0 bytes): {path}")
+    limit = max_pixels()
+    # PIL checks its own limit inside Image.open; keep it equal to ours (one limit) and make
+    # its warning an error below.
+    Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(
-                    f"{path} is {w}x{h} = {w * h / 1e6:.0f} megapixels, above the limit of "
-                    f"{MAX_PIXELS / 1e6:.0f}; downscale it or raise SAMKIT_MAX_PIXELS"
-                )
-            img.load()
+            img = Image.open(path, formats=IMAGE_FORMATS)
+            try:
+                check_image_size(*img.size, str(path))
+                if expect is not None:
+                    w, h = img.size
+                    _check_mask_size((w, h) if _quarter_turned(img) else (h, w), expect)
+                if decode:
+                    img.load()
+            except BaseException:
+                img.close()
+                raise
             return img
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(
-            f"{path} is too large to decode safely ({e}); downscale it or raise SAMKIT_MAX_PIXELS"
+        raise PixelLimitError(
+            f"{path} is above the limit of {limit / 1e6:g} megapixels ({e}); downscale it or "
+            "raise SAMKIT_MAX_PIXELS"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path} is not an image file PIL can read (PNG, JPEG, ...)") from None
+        raise ImageError(
+            f"{path} is not an image file samkit reads ({', '.join(IMAGE_FORMATS)})"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path} is corrupt or truncated: {e}") from None
 

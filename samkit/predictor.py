@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from samkit.models import fast_decoder
 from samkit.errors import PromptError, StateError
 from samkit.image_io import ImageLike, load_image
+from samkit.models import fast_decoder
 from samkit.models.sam import ImageFeatures, Sam
 from samkit.transforms import boxes_to_input, coords_to_input, preprocess_shape, resize_image
 
@@ -96,18 +96,33 @@ def model_id(model: Sam) -> str:
 class Predictor:
     """Interactive segmentation of one image at a time (``set_images`` embeds several)."""
 
-    def __init__(self, model: Sam, encoder_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, model: Sam, encoder_dtype: torch.dtype | None = None, fast: bool = True
+    ) -> None:
         """encoder_dtype=torch.bfloat16 runs the image encoder under bf16 autocast (faster on
         CPUs with bf16 support; masks agree with fp32 closely but not bit-exactly). The
-        embedding is returned in float32 either way."""
+        embedding is returned in float32 either way.
+
+        fast: decode prompts with ``samkit.models.fast_decoder`` where it applies (plain SAM
+        decoders, one image); False runs the reference decoder (``Sam.decode``) for every
+        prompt. Both give the same masks (tests/test_fast_decoder.py)."""
         self.model = model.eval()
         self.encoder_dtype = encoder_dtype
+        self.fast = fast
         self.embedding: ImageEmbedding | None = None
         self._model_id = model_id(model)
 
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def uses_fast_decoder(self, features: ImageFeatures) -> bool:
+        """Whether prompts on these features are decoded by ``samkit.models.fast_decoder``."""
+        return (
+            self.fast
+            and fast_decoder.supports_fast_path(self.model)
+            and len(features.embeddings) == 1
+        )
 
     # -- images ---------------------------------------------------------------------------
 
@@ -290,7 +305,7 @@ class Predictor:
         mt = None
         if mask_input is not None:
             mt = torch.as_tensor(mask_input, dtype=torch.float32, device=dev)
-        if fast_decoder.supports_fast_path(self.model) and len(emb.features.embeddings) == 1:
+        if self.uses_fast_decoder(emb.features):
             dec = fast_decoder.decode_prompts(self.model, emb.features, pt, bt, mt, multimask)
             low, iou = dec.all_masks(), dec.iou
         else:

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from samkit.eval.metrics import iou, ious
-from samkit.eval.prompts import evaluate_mask, first_click, mask_box, next_click
+from samkit.eval.prompts import evaluate_mask, first_click, next_click
+from samkit.masks import mask_to_box
 from samkit.predictor import Prediction
 
 
@@ -54,8 +55,8 @@ def test_next_click_removes_a_false_positive_negatively():
     assert label == 0 and pred[y, x] and not gt[y, x]
 
 
-def test_mask_box_is_tight_xyxy():
-    assert mask_box(_square()).tolist() == [5, 10, 25, 30]
+def test_box_prompt_is_the_tight_inclusive_xyxy_box():
+    assert mask_to_box(_square()).tolist() == [5, 10, 24, 29]
 
 
 class OraclePredictor:

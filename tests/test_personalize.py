@@ -15,8 +15,8 @@ import samkit
 from samkit.cli import main
 from samkit.errors import ImageError, PromptError, StateError
 from samkit.persam.finetune import _Pixels, combine, dice_loss, focal_loss, mixed_loss_grad
+from samkit.persam.persam import PerSAM, read_image, read_reference_mask
 from samkit.persam.prior import attention_prior, reference_cells
-from samkit.persam.persam import PerSAM
 
 FIX = Path(__file__).parent / "fixtures" / "persam"
 OBJECTS = ["checker_ell", "dotted_ell", "striped_star"]
@@ -192,6 +192,16 @@ def test_fixed_prior_is_aligned_with_the_token_grid_on_non_square_images():
         attention_prior(sq, (64, 64), (1024, 1024), 1024, True),
         attention_prior(sq, (64, 64), (1024, 1024), 1024, False),
     )
+
+
+def test_opencv_reads_are_refused_above_the_pixel_limit(monkeypatch):
+    """The faithful (OpenCV) reads of images and reference masks check samkit's one pixel
+    limit first, as every other image read does."""
+    monkeypatch.setenv("SAMKIT_MAX_PIXELS", "1000")
+    with pytest.raises(ImageError, match="SAMKIT_MAX_PIXELS"):
+        read_image(image("checker_ell"))
+    with pytest.raises(ImageError, match="SAMKIT_MAX_PIXELS"):
+        read_reference_mask(annotation("checker_ell"), (600, 800))
 
 
 def test_reference_mask_of_another_size_gives_clear_error(model):

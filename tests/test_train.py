@@ -195,7 +195,7 @@ def test_frozen_image_encoder_does_not_change(tmp_path):
     torch.manual_seed(0)
     model = build_sam(MICRO)
     before = {k: v.clone() for k, v in model.image_encoder.state_dict().items()}
-    dec_before = model.mask_decoder.output_upscaling[0].weight.clone()
+    dec_before = model.mask_decoder.upscale_conv1.weight.clone()
     cfg = SamTrainConfig(
         steps=2,
         images_per_step=1,
@@ -209,7 +209,7 @@ def test_frozen_image_encoder_does_not_change(tmp_path):
     train(model, SyntheticDataset(seed=1, size=64), cfg, tmp_path, progress=False)
     for k, v in model.image_encoder.state_dict().items():
         assert torch.equal(v, before[k]), k
-    assert not torch.equal(model.mask_decoder.output_upscaling[0].weight, dec_before)
+    assert not torch.equal(model.mask_decoder.upscale_conv1.weight, dec_before)
 
 
 def test_a_checkpoint_of_the_trainer_before_the_shared_loop_resumes_exactly(tmp_path):

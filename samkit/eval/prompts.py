@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from samkit.eval.metrics import iou, ious
+from samkit.masks import mask_to_box
 
 
 def _dt(region: np.ndarray) -> np.ndarray:
@@ -38,12 +39,6 @@ def next_click(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int]:
     d = d_fn if positive else d_fp
     y, x = np.unravel_index(int(np.argmax(d)), d.shape)
     return int(x), int(y), int(positive)
-
-
-def mask_box(gt: np.ndarray) -> np.ndarray:
-    """Tight XYXY box of a bool mask (x1, y1 exclusive) as float32."""
-    ys, xs = np.nonzero(gt)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
 
 
 @dataclass
@@ -77,7 +72,7 @@ def evaluate_mask(predictor, gt: np.ndarray, n_clicks: int = 5) -> MaskResult:
         )
         pred, logits = res.masks[0], res.logits[:1]
         clicks.append(iou(pred, gt))
-    res = predictor.predict(box=mask_box(gt), multimask=False)
+    res = predictor.predict(box=mask_to_box(gt), multimask=False)
     return MaskResult(clicks, best3, iou(res.masks[0], gt))
 
 

@@ -5,7 +5,7 @@ from samkit.models.image_encoder import ImageEncoderViT
 from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
 from samkit.models.prompt_encoder import PromptEncoder
 from samkit.models.sam import ImageFeatures, Sam
-from samkit.models.transformer import TwoWayTransformer
+from samkit.models.transformer import PersamGuidance, TwoWayTransformer
 
 __all__ = [
     "CONFIGS",
@@ -13,6 +13,7 @@ __all__ = [
     "ImageFeatures",
     "MaskDecoder",
     "MaskDecoderHQ",
+    "PersamGuidance",
     "PromptEncoder",
     "Sam",
     "SamConfig",

@@ -61,6 +61,21 @@ CONFIGS: dict[str, SamConfig] = {
         decoder_mlp_dim=512,
         iou_head_hidden_dim=128,
     ),
+    # samkit-tiny on a 20 x 20 grid (patch 8 at 160 px): the same encoder widths, windows of
+    # the same 80 px extent; warm-started from "tiny" by resampling its patch, position and
+    # relative-position tables (scripts/train_tiny.sh).
+    "tiny_p8": SamConfig(
+        encoder_embed_dim=192,
+        encoder_depth=6,
+        encoder_num_heads=3,
+        encoder_global_attn_indexes=(2, 5),
+        image_size=160,
+        patch_size=8,
+        window_size=10,
+        prompt_embed_dim=128,
+        decoder_mlp_dim=512,
+        iou_head_hidden_dim=128,
+    ),
 }
 for _name in ("vit_b", "vit_l", "vit_h", "tiny"):
     CONFIGS["hq_" + _name] = replace(CONFIGS[_name], hq=True)
@@ -105,6 +120,4 @@ def build_sam(config: SamConfig | str) -> Sam:
     decoder = (
         MaskDecoderHQ(vit_dim=c.encoder_embed_dim, **kwargs) if c.hq else MaskDecoder(**kwargs)
     )
-    sam = Sam(encoder, prompt_encoder, decoder)
-    sam.config = c  # type: ignore[assignment]
-    return sam.eval()
+    return Sam(encoder, prompt_encoder, decoder, config=c).eval()

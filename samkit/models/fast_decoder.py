@@ -112,7 +112,7 @@ class PointDecoding:
         hyper = torch.stack(
             [mlp(tok[:, 1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
         )  # U x K x C/8
-        conv1 = dec.output_upscaling[0]
+        conv1 = dec.upscale_conv1
         c = conv1.in_channels
         w1 = conv1.weight.permute(0, 2, 3, 1).reshape(c, -1)  # C x (a b o)
         if self.keys is not None:  # per-prompt src (a mask prompt): nothing shared to reuse
@@ -166,12 +166,12 @@ def upscale_rest(
     select: torch.Tensor,
     ws: Workspace | None = None,
 ) -> torch.Tensor:
-    """The rest of ``dec.output_upscaling`` and the hypernetwork product, after the first
+    """The rest of the decoder's upscaler and the hypernetwork product, after the first
     transposed convolution as a matrix product y: (U h w) x (a b c1) (the 2x2 kernel offsets
     as columns): LayerNorm over c1, GELU, the second transposed convolution likewise, GELU.
     hyper: U x K x C/8; select: M indices into the U*K masks, the only ones whose pixels are
     put in place: M x 4h x 4w."""
-    _, norm, _, conv2, _ = dec.output_upscaling
+    norm, conv2 = dec.upscale_norm, dec.upscale_conv2
     h, w = grid
     c1, c2 = conv2.in_channels, conv2.out_channels
     y = y.view(-1, c1)
@@ -180,10 +180,10 @@ def upscale_rest(
     torch.ops.aten.native_layer_norm.out(
         y, [c1], norm.weight, norm.bias, norm.eps, out0=yn, out1=mean, out2=rstd
     )
-    torch.ops.aten.gelu_(yn)
+    torch.ops.aten.gelu_(yn, approximate=dec.upscale_act1.approximate)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
     z = torch.mm(yn, w2, out=_empty(ws, "up3", (len(yn), 4 * c2), yn))  # (U h w a b) x (a2 b2 o2)
-    torch.ops.aten.gelu_(z.add_(conv2.bias.repeat(4)))
+    torch.ops.aten.gelu_(z.add_(conv2.bias.repeat(4)), approximate=dec.upscale_act2.approximate)
     out = torch.bmm(hyper, z.view(u, -1, c2).transpose(1, 2))  # U x K x (h w a b a2 b2)
     out = out.view(-1, out.shape[-1])[select]
     out = out.view(-1, h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)

@@ -8,11 +8,13 @@ batch 1 (shared by every prompt) or one entry per prompt.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
 from samkit.models.common import MLP, LayerNorm2d
-from samkit.models.transformer import TwoWayTransformer
+from samkit.models.transformer import PersamGuidance, TwoWayTransformer
 
 
 def _per_prompt(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -55,6 +57,30 @@ class MaskDecoder(nn.Module):
             transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
         )
 
+    # The upscaler's layers by name (``output_upscaling`` keeps the official Sequential, whose
+    # indices are the checkpoint keys): code that runs them piece by piece reads them here.
+    @property
+    def upscale_conv1(self) -> nn.ConvTranspose2d:
+        """C -> C/4 transposed convolution, 2x2 kernel, stride 2."""
+        return cast(nn.ConvTranspose2d, self.output_upscaling[0])
+
+    @property
+    def upscale_norm(self) -> LayerNorm2d:
+        return cast(LayerNorm2d, self.output_upscaling[1])
+
+    @property
+    def upscale_act1(self) -> nn.GELU:
+        return cast(nn.GELU, self.output_upscaling[2])
+
+    @property
+    def upscale_conv2(self) -> nn.ConvTranspose2d:
+        """C/4 -> C/8 transposed convolution, 2x2 kernel, stride 2."""
+        return cast(nn.ConvTranspose2d, self.output_upscaling[3])
+
+    @property
+    def upscale_act2(self) -> nn.GELU:
+        return cast(nn.GELU, self.output_upscaling[4])
+
     def output_tokens(self) -> torch.Tensor:
         return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
 
@@ -65,8 +91,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict masks for N prompts.
 
@@ -80,8 +105,7 @@ class MaskDecoder(nn.Module):
             image_pe,
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
-            attn_sim=attn_sim,
-            target_embedding=target_embedding,
+            guidance,
         )
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou_pred[:, sl]
@@ -92,8 +116,7 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the output tokens (N x T x C) and the upscaled image (N x C/8 x 4h x 4w)."""
         n = sparse_prompt_embeddings.shape[0]
@@ -102,7 +125,7 @@ class MaskDecoder(nn.Module):
         src = _per_prompt(image_embeddings, n) + dense_prompt_embeddings
         pos_src = _per_prompt(image_pe, n)
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, pos_src, tokens, attn_sim, target_embedding)
+        hs, src = self.transformer(src, pos_src, tokens, guidance)
         src = src.transpose(1, 2).reshape(b, c, h, w)
         return hs, self.output_upscaling(src)
 
@@ -112,8 +135,7 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All mask tokens: N x 4 x 4h x 4w logits, N x 4 IoU, and the N x T x C tokens."""
         hs, upscaled = self.run_transformer(
@@ -121,8 +143,7 @@ class MaskDecoder(nn.Module):
             image_pe,
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
-            attn_sim,
-            target_embedding,
+            guidance,
         )
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
@@ -179,8 +200,7 @@ class MaskDecoderHQ(MaskDecoder):
         multimask_output: bool,
         hq_features: torch.Tensor | None = None,
         hq_token_only: bool = False,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One mask per prompt (official HQ-SAM semantics): the SAM part (token 0, or the best
         of tokens 1..3 by predicted IoU with multimask_output) plus the HQ mask, or the HQ mask
@@ -193,8 +213,7 @@ class MaskDecoderHQ(MaskDecoder):
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
             hq_features,
-            attn_sim,
-            target_embedding,
+            guidance,
         )
         if multimask_output:
             iou_pred, idx = iou_pred[:, 1:].max(dim=1)
@@ -212,8 +231,7 @@ class MaskDecoderHQ(MaskDecoder):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         hq_features: torch.Tensor,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SAM masks N x 4 x H x W, IoU N x 4, and the HQ mask N x 1 x H x W (logits)."""
         hs, upscaled = self.run_transformer(
@@ -221,8 +239,7 @@ class MaskDecoderHQ(MaskDecoder):
             image_pe,
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
-            attn_sim,
-            target_embedding,
+            guidance,
         )
         n = hs.shape[0]
         iou_token_out = hs[:, 0, :]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,10 @@ from torch import nn
 from samkit.models.image_encoder import ImageEncoderViT
 from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
 from samkit.models.prompt_encoder import PromptEncoder
+from samkit.models.transformer import PersamGuidance
+
+if TYPE_CHECKING:  # configs.py builds Sam, so it cannot be imported here at run time
+    from samkit.models.configs import SamConfig
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -47,11 +51,15 @@ class Sam(nn.Module):
         mask_decoder: MaskDecoder,
         pixel_mean: tuple[float, float, float] = PIXEL_MEAN,
         pixel_std: tuple[float, float, float] = PIXEL_STD,
+        config: SamConfig | None = None,
     ) -> None:
+        """config: the configuration the parts were built from (``build_sam`` gives it), kept
+        so that a saved or exported model records its architecture; None for hand-made parts."""
         super().__init__()
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
+        self.config = config
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -93,13 +101,13 @@ class Sam(nn.Module):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         hq_token_only: bool = False,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode N prompts in the model's input frame (coordinates in resized-image pixels).
 
         features: batch 1 (shared) or N (one image per prompt).
         points: (N x P x 2, N x P); boxes: N x 4; mask_input: N x 1 x 4h x 4w logits.
+        guidance: PerSAM's target guidance for the decoder, or None.
         Returns low-res logits N x K x 4h x 4w and IoU predictions N x K.
         """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
@@ -113,8 +121,7 @@ class Sam(nn.Module):
                 multimask_output,
                 hq_features=features.hq_features,
                 hq_token_only=hq_token_only,
-                attn_sim=attn_sim,
-                target_embedding=target_embedding,
+                guidance=guidance,
             )
         return self.mask_decoder(
             features.embeddings,
@@ -122,8 +129,7 @@ class Sam(nn.Module):
             sparse,
             dense,
             multimask_output,
-            attn_sim=attn_sim,
-            target_embedding=target_embedding,
+            guidance=guidance,
         )
 
     def postprocess_masks(

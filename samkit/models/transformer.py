@@ -1,16 +1,31 @@
 """Two-way transformer of the mask decoder: tokens attend to the image and the image attends
-back to the tokens. Optional PerSAM inputs: a target-guidance map (``attn_sim``) used in the
-token-to-image attention of each block, and a target embedding added to the tokens."""
+back to the tokens. Optionally guided by PerSAM (``PersamGuidance``): a target-guidance map in
+the token-to-image attention of each block, and a target embedding added to the tokens."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from samkit.models.common import MLPBlock
+
+
+@dataclass(frozen=True, eq=False)  # holds tensors: compared by identity
+class PersamGuidance:
+    """PerSAM's two inputs to the decoder: target-guided attention and target-semantic
+    prompting (Zhang et al., "Personalize Segment Anything Model with One Shot").
+
+    attn_sim: 1 x 1 x 1 x (h*w) target-guidance map over the image tokens, added to the
+        softmaxed token-to-image attention of every block before a second softmax.
+    target_embedding: 1 x 1 x C target feature, added to the tokens.
+    """
+
+    attn_sim: torch.Tensor
+    target_embedding: torch.Tensor
 
 
 class TwoWayTransformer(nn.Module):
@@ -47,30 +62,29 @@ class TwoWayTransformer(nn.Module):
         image_embedding: torch.Tensor,
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """image_embedding, image_pe: B x C x h x w; point_embedding: B x T x C tokens.
-
-        attn_sim: 1 x 1 x 1 x (h*w) PerSAM target-guidance map (or None).
-        target_embedding: 1 x 1 x C PerSAM target embedding (or None).
+        """image_embedding, image_pe: B x C x h x w; point_embedding: B x T x C tokens;
+        guidance: PerSAM's target guidance, or None for plain SAM.
         Returns the processed tokens (B x T x C) and image (B x h*w x C).
         """
         keys = image_embedding.flatten(2).permute(0, 2, 1)
         key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        attn_sim = None if guidance is None else guidance.attn_sim
+        target = None if guidance is None else guidance.target_embedding
         query_pe = point_embedding
-        if target_embedding is not None:
+        if target is not None:
             # The official PerSAM code adds in place to a tensor that is also the query PE.
-            query_pe = point_embedding + target_embedding
+            query_pe = point_embedding + target
         queries = query_pe
         for i, layer in enumerate(self.layers):
-            if target_embedding is not None and i > 0:
-                queries = queries + target_embedding
+            if target is not None and i > 0:
+                queries = queries + target
             queries, keys = layer(queries, keys, query_pe, key_pe, attn_sim)
         q = queries + query_pe
-        if target_embedding is not None:
+        if target is not None:
             # Official: ``q += t`` after ``q = queries + PE``; the residual below stays without t.
-            q = q + target_embedding
+            q = q + target
         k = keys + key_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
         return queries, keys

@@ -14,18 +14,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from samkit.errors import ConfigError, ImageError, PromptError, StateError
-from samkit.image_io import ImageLike, load_image
+from samkit.image_io import ImageLike, check_pixels, load_image
+from samkit.masks import mask_to_box
 from samkit.models.sam import Sam
+from samkit.models.transformer import PersamGuidance
+from samkit.persam import video
 from samkit.persam.finetune import fit_scale_weights
 from samkit.persam.prior import (
     attention_prior,
-    mask_box,
     reference_cells,
     select_points,
     similarity_map,
@@ -33,8 +34,6 @@ from samkit.persam.prior import (
 )
 from samkit.predictor import ImageEmbedding, Predictor
 from samkit.transforms import boxes_to_input, coords_to_input
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -153,14 +152,13 @@ class PerSAM:
             hint = np.asarray(box, dtype=np.float64).reshape(-1)
             if hint.shape != (4,) or not np.isfinite(hint).all():
                 raise PromptError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {box!r}")
-        emb = self._predictor.set_image(read_image(image, self.faithful))
-        return self._segment_embedding(emb, hint)
+        return self.segment_embedding(self.embed([image])[0], hint)
 
     def segment_many(
         self, images: Iterable[ImageLike], batch_size: int = 4
     ) -> list[PersonalizedMask]:
         """Segment a collection; images go through the encoder ``batch_size`` at a time."""
-        return list(self._iter_many(images, batch_size))
+        return list(video.segment_many(self, images, batch_size))
 
     def segment_video(
         self,
@@ -169,59 +167,30 @@ class PerSAM:
         margin: int = 10,
     ) -> Iterator[PersonalizedMask]:
         """Segment frames in order (arrays, or a folder of images sorted by name), one result
-        per frame, lazily. Each frame is segmented on its own; with ``follow`` the previous
-        non-empty mask's box, grown by ``margin`` pixels, is given to the first decoder pass
-        as a hint. No memory beyond that box: no tracking, no re-identification."""
-        if isinstance(frames, (str, os.PathLike)):
-            frames = list_images(frames)
-        prev: np.ndarray | None = None
-        for frame in frames:
-            emb = self._predictor.set_image(read_image(frame, self.faithful))
-            hint = None
-            if follow and prev is not None:
-                h, w = emb.original_size
-                hint = np.array(
-                    [
-                        max(prev[0] - margin, 0),
-                        max(prev[1] - margin, 0),
-                        min(prev[2] + margin, w - 1),
-                        min(prev[3] + margin, h - 1),
-                    ]
-                )
-            res = self._segment_embedding(emb, hint)
-            box = mask_box(res.mask)
-            if box is not None:
-                prev = box
-            yield res
+        per frame, lazily; with ``follow`` the previous mask's box, grown by ``margin``
+        pixels, is the first decoder pass's hint (``samkit.persam.video.segment_video``)."""
+        return video.segment_video(self, frames, follow, margin)
 
-    def _iter_many(
-        self, images: Iterable[ImageLike], batch_size: int
-    ) -> Iterator[PersonalizedMask]:
-        chunk: list[np.ndarray] = []
-        for im in images:
-            chunk.append(read_image(im, self.faithful))
-            if len(chunk) == batch_size:
-                yield from self._segment_chunk(chunk, batch_size)
-                chunk = []
-        if chunk:
-            yield from self._segment_chunk(chunk, batch_size)
+    def embed(self, images: Sequence[ImageLike], batch_size: int = 4) -> list[ImageEmbedding]:
+        """Read (``read_image``) and encode images, ``batch_size`` at a time through the
+        encoder, for ``segment_embedding``."""
+        arrays = [read_image(im, self.faithful) for im in images]
+        return self._predictor.set_images(arrays, batch_size)
 
-    def _segment_chunk(
-        self, arrays: list[np.ndarray], batch_size: int
-    ) -> Iterator[PersonalizedMask]:
-        for emb in self._predictor.set_images(arrays, batch_size):
-            yield self._segment_embedding(emb, None)
-
-    def _segment_embedding(self, emb: ImageEmbedding, hint: np.ndarray | None) -> PersonalizedMask:
+    def segment_embedding(
+        self, emb: ImageEmbedding, box: np.ndarray | None = None
+    ) -> PersonalizedMask:
+        """Find the personal object in an image embedded by ``embed``. box: float (4,)
+        (x0, y0, x1, y1) hint for the first decoder pass, or None."""
         if self.target_feat is None:
             raise StateError("PerSAM is not fitted: call fit(ref_image, ref_mask) first")
         sim = self._similarity(emb)
         if self.finetune:
             points, labels = select_points(sim, negative=False)
-            mask, score, calls = self._cascade_f(emb, points, labels, hint)
+            mask, score, calls = self._cascade_f(emb, points, labels, box)
         else:
             points, labels = select_points(sim, negative=True)
-            mask, score, calls = self._cascade(emb, points, labels, sim, hint)
+            mask, score, calls = self._cascade(emb, points, labels, sim, box)
         return PersonalizedMask(mask, score, points, labels, sim.cpu().numpy(), calls)
 
     def _similarity(self, emb: ImageEmbedding) -> torch.Tensor:
@@ -252,11 +221,13 @@ class PerSAM:
                 self.model.image_size,
                 self.faithful,
             )
+        assert self.target_embedding is not None
+        guidance = PersamGuidance(attn_sim, self.target_embedding)
         calls: list[DecoderCall] = []
-        out = self._call(calls, emb, pts, lbl, hint, None, False, attn_sim, self.target_embedding)
+        out = self._call(calls, emb, pts, lbl, hint, None, False, guidance)
         out = self._call(calls, emb, pts, lbl, None, out.low[0:1], True)
         best = int(np.argmax(out.scores))
-        box = mask_box(out.masks[best])
+        box = mask_to_box(out.masks[best])
         out = self._call(calls, emb, pts, lbl, box, out.low[best : best + 1], True)
         best = int(np.argmax(out.scores))
         return out.masks[best], float(out.scores[best]), calls
@@ -271,9 +242,9 @@ class PerSAM:
         out = self._call(calls, emb, pts, lbl, hint, None, True)
         mask = ((out.high * w[:, None, None]).sum(0) > 0).cpu().numpy()
         low = (out.low * w[:, None, None]).sum(0, keepdim=True)
-        out = self._call(calls, emb, pts, lbl, mask_box(mask), low, True)
+        out = self._call(calls, emb, pts, lbl, mask_to_box(mask), low, True)
         best = int(np.argmax(out.scores))
-        box = mask_box(out.masks[best])
+        box = mask_to_box(out.masks[best])
         out = self._call(calls, emb, pts, lbl, box, out.low[best : best + 1], True)
         best = int(np.argmax(out.scores))
         return out.masks[best], float(out.scores[best]), calls
@@ -289,11 +260,10 @@ class PerSAM:
         box: np.ndarray | None,
         mask_input: torch.Tensor | None,
         multimask: bool,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> _Decoded:
         """Decode and record the call. An empty mask gives no box (the official code crashes)."""
-        out = self._decode(emb, pts, lbl, box, mask_input, multimask, attn_sim, target_embedding)
+        out = self._decode(emb, pts, lbl, box, mask_input, multimask, guidance)
         calls.append(DecoderCall(pts, lbl, box, multimask, mask_input is not None, out.scores))
         return out
 
@@ -305,8 +275,7 @@ class PerSAM:
         box: np.ndarray | None,
         mask_input: torch.Tensor | None,
         multimask: bool,
-        attn_sim: torch.Tensor | None = None,
-        target_embedding: torch.Tensor | None = None,
+        guidance: PersamGuidance | None = None,
     ) -> _Decoded:
         """One decoder pass on one image; prompts in original pixels (the official float64
         scaling, then float32). mask_input: 1 x 4h x 4w logits."""
@@ -329,8 +298,7 @@ class PerSAM:
                 boxes,
                 mi,
                 multimask_output=multimask,
-                attn_sim=attn_sim,
-                target_embedding=target_embedding,
+                guidance=guidance,
             )
             high = self.model.postprocess_masks(low, emb.input_size, emb.original_size)
         return _Decoded(low[0], iou[0].float().cpu().numpy(), high[0])
@@ -345,6 +313,7 @@ def read_image(image: ImageLike, faithful: bool = True) -> np.ndarray:
     if faithful and isinstance(image, (str, os.PathLike)):
         import cv2
 
+        check_pixels(image)  # OpenCV decodes whatever it is given: the pixel limit first
         bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
         if bgr is not None:
             return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
@@ -361,6 +330,7 @@ def read_reference_mask(mask: ImageLike, size: tuple[int, int]) -> np.ndarray:
     if isinstance(mask, (str, os.PathLike)):
         import cv2
 
+        check_pixels(mask, what="reference mask")
         bgr = cv2.imread(str(mask), cv2.IMREAD_COLOR)
         if bgr is None:
             raise ImageError(f"cannot read the reference mask {mask}: not an image file")
@@ -390,15 +360,4 @@ def read_reference_mask(mask: ImageLike, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files in a folder, sorted by name (video frames)."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise ImageError(f"{root} is not a folder of frames")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ImageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
-    return files
-
-
-__all__ = ["DecoderCall", "PerSAM", "PersonalizedMask", "list_images", "read_image"]
+__all__ = ["DecoderCall", "PerSAM", "PersonalizedMask", "read_image", "read_reference_mask"]

@@ -125,11 +125,3 @@ def attention_prior(
         g = torch.full((1, 1, gh, gw), float(z.min()), dtype=z.dtype, device=z.device)
         g[..., :vh, :vw] = valid
     return g.sigmoid().unsqueeze(0).flatten(3)
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """Inclusive bounding box (x0, y0, x1, y1) of a bool H x W mask, or None if it is empty."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()])

@@ -61,7 +61,12 @@ def hq_from_sam(base: Sam) -> Sam:
     default initialisation (as the official recipe). An HQ model is returned as it is."""
     if base.is_hq:
         return base
-    model = build_sam(replace(base.config, hq=True))  # type: ignore[attr-defined]
+    if base.config is None:
+        raise ConfigError(
+            "this SAM has no configuration (built by hand?); build it with "
+            "samkit.models.build_sam or load it with samkit.load"
+        )
+    model = build_sam(replace(base.config, hq=True))
     res = model.load_state_dict(base.state_dict(), strict=False)
     stray = [k for k in res.missing_keys if k.split(".")[1] not in HQ_MODULES]
     if stray or res.unexpected_keys:
