@@ -10,6 +10,7 @@ embedding. Prints a markdown table; --write-docs writes docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
         t_ours.append(_timeit(our_embed, 1))
     rows.append(("image embedding", statistics.median(t_off), statistics.median(t_ours)))
     if args.bf16:
-        pb = Predictor(ours, encoder_dtype=torch.bfloat16)
+        pb = Predictor(copy.deepcopy(ours).set_precision(torch.bfloat16))
         t_bf = [_timeit(lambda: pb.set_image(img), 1) for _ in range(args.repeats)]
         rows.append(
             ("image embedding, samkit bf16", statistics.median(t_off), statistics.median(t_bf))

@@ -96,18 +96,14 @@ def model_id(model: Sam) -> str:
 class Predictor:
     """Interactive segmentation of one image at a time (``set_images`` embeds several)."""
 
-    def __init__(
-        self, model: Sam, encoder_dtype: torch.dtype | None = None, fast: bool = True
-    ) -> None:
-        """encoder_dtype=torch.bfloat16 runs the image encoder under bf16 autocast (faster on
-        CPUs with bf16 support; masks agree with fp32 closely but not bit-exactly). The
-        embedding is returned in float32 either way.
+    def __init__(self, model: Sam, fast: bool = True) -> None:
+        """The predictor follows the model's device and precision (``samkit.load(...,
+        device=, precision=)``); what goes in and comes out is numpy on the CPU, float32.
 
         fast: decode prompts with ``samkit.models.fast_decoder`` where it applies (plain SAM
         decoders, one image); False runs the reference decoder (``Sam.decode``) for every
         prompt. Both give the same masks (tests/test_fast_decoder.py)."""
         self.model = model.eval()
-        self.encoder_dtype = encoder_dtype
         self.fast = fast
         self.embedding: ImageEmbedding | None = None
         self._model_id = model_id(model)
@@ -147,21 +143,13 @@ class Predictor:
                 for r in resized:
                     t = torch.as_tensor(r, device=self.device).permute(2, 0, 1)[None]
                     tensors.append(self.model.preprocess(t))
-                feats = self._encode(torch.cat(tensors, 0))
+                feats = self.model.encode(torch.cat(tensors, 0))
             for j, (a, r) in enumerate(zip(chunk, resized)):
                 out.append(
                     ImageEmbedding(feats[j], a.shape[:2], r.shape[:2], self._model_id)  # type: ignore[arg-type]
                 )
         self.embedding = out[-1]
         return out
-
-    def _encode(self, x: torch.Tensor) -> ImageFeatures:
-        if self.encoder_dtype is None or self.encoder_dtype == torch.float32:
-            return self.model.encode(x)
-        with torch.autocast(x.device.type, dtype=self.encoder_dtype):
-            f = self.model.encode(x)
-        hq = None if f.hq_features is None else f.hq_features.float()
-        return ImageFeatures(f.embeddings.float(), hq)
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Use a saved embedding (``ImageEmbedding.load``) instead of running the encoder."""

@@ -32,10 +32,16 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16):
+            # Mean and variance in float32: half-precision sums over 256 channels lose digits.
+            return self._norm(x.float()).to(x.dtype)
+        return self._norm(x)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
         u = x.mean(1, keepdim=True)
         s = (x - u).pow(2).mean(1, keepdim=True)
         x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        return self.weight[:, None, None].float() * x + self.bias[:, None, None].float()
 
 
 class MLP(nn.Module):

@@ -75,6 +75,19 @@ class Sam(nn.Module):
     def is_hq(self) -> bool:
         return isinstance(self.mask_decoder, MaskDecoderHQ)
 
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        """The image encoder's weight dtype: float32, or bfloat16 / float16 after
+        ``set_precision``."""
+        return next(self.image_encoder.parameters()).dtype
+
+    def set_precision(self, dtype: torch.dtype) -> Sam:
+        """Cast the image encoder's weights to ``dtype`` once (where nearly all the arithmetic
+        is); prompt encoder, mask decoder and HQ fusion stay float32, and features come out as
+        float32. Returns self."""
+        self.image_encoder.to(dtype)
+        return self
+
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """B x 3 x h x w (uint8 or float, 0..255) -> normalised, zero-padded B x 3 x S x S."""
         x = (x - self.pixel_mean) / self.pixel_std
@@ -87,11 +100,13 @@ class Sam(nn.Module):
 
     def encode(self, x: torch.Tensor) -> ImageFeatures:
         """Normalised, padded B x 3 x S x S images -> features."""
+        x = x.to(self.encoder_dtype)
         if not self.is_hq:
-            return ImageFeatures(self.image_encoder(x))
+            return ImageFeatures(self.image_encoder(x).float())
         emb, interm = self.image_encoder.forward_with_interm(x)
         assert isinstance(self.mask_decoder, MaskDecoderHQ)
-        return ImageFeatures(emb, self.mask_decoder.hq_features(emb, interm[0]))
+        emb = emb.float()
+        return ImageFeatures(emb, self.mask_decoder.hq_features(emb, interm[0].float()))
 
     def decode(
         self,
