@@ -126,12 +126,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SAMKIT_HOME", Path.home() / ".cache" / "samkit"))
 
 
-def load(source: str | os.PathLike, model_type: str | None = None, device: str = "cpu") -> Sam:
+def load(
+    source: str | os.PathLike,
+    model_type: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+) -> Sam:
     """Build a model from a zoo name or a checkpoint path, in eval mode on ``device``.
 
     The architecture is inferred from the weights; ``model_type`` ("vit_b", "hq_vit_l", ...)
     forces a named configuration instead (and then the weights must match it exactly).
+    device: auto | cpu | cuda | cuda:N | mps; precision: fp32 | auto | bf16 | fp16 — "auto"
+    as ``samkit.runtime`` detects it. Reduced precision casts the image encoder's weights once;
+    the rest of the model and every output stay float32.
     """
+    from samkit import runtime
+
+    rt = runtime.resolve(device, precision)  # a bad device or precision fails before reading
     src = str(source)
     if src in ZOO:
         path = ensure_downloaded(ZOO[src])
@@ -153,7 +164,10 @@ def load(source: str | os.PathLike, model_type: str | None = None, device: str =
         config = infer_config(state, path)
     model = build_sam(config)
     _load_strict(model, state, path, config)
-    return model.to(device).eval()
+    model = model.to(rt.device).eval()
+    if rt.dtype != torch.float32:
+        model.set_precision(rt.dtype)
+    return model
 
 
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], SamConfig | None]:
@@ -177,21 +191,79 @@ def _looks_like_safetensors(path: Path) -> bool:
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], SamConfig | None]:
+    """The tensors and the ``samkit_config`` metadata of a safetensors file. The header and the
+    configuration are checked against each other before any tensor is allocated, so a small
+    file cannot make samkit build a huge model."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import load_file
 
+    def unreadable(why: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path} is not a readable safetensors file ({why}); it may be truncated or "
+            "corrupt — download or copy it again"
+        )
+
+    def bad_config(why: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path} has a 'samkit_config' metadata entry that {why}; fix or remove that "
+            "entry (samkit then infers the architecture from the weights), or re-save the "
+            "model with samkit.checkpoints.save_safetensors"
+        )
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if size < 8 or n > min(size - 8, 100 * 2**20):  # 100 MiB: safetensors' own cap
+            raise unreadable(f"its header claims {n} bytes in a file of {size}")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise unreadable(f"the header is not JSON: {e}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__") or {}, dict):
+        raise unreadable("the header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    config = None
+    if "samkit_config" in meta:
+        text = meta["samkit_config"]
+        if not isinstance(text, str) or len(text) > 64 * 2**10:
+            raise bad_config("is not a JSON text of at most 64 KiB")
+        try:
+            config = SamConfig.from_dict(json.loads(text))
+            for name, value in config.to_dict().items():
+                ok = isinstance(value, (int, float, list)) and not isinstance(value, bool)
+                if name == "hq" and not isinstance(value, bool) or name != "hq" and not ok:
+                    raise TypeError(f"{name} = {value!r}")
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise bad_config(f"is not a valid configuration ({type(e).__name__}: {e})") from None
+        # The configuration must describe exactly the tensors in the file. Checked on the
+        # meta device (no memory) once the depths match the file, so the build stays small.
+        blocks = {k.split(".")[2] for k in header if k.startswith("image_encoder.blocks.")}
+        layers = {
+            k.split(".")[3] for k in header if k.startswith("mask_decoder.transformer.layers.")
+        }
+        if (config.encoder_depth, config.decoder_depth) != (len(blocks), len(layers)):
+            raise bad_config(
+                f"says encoder_depth={config.encoder_depth}, decoder_depth="
+                f"{config.decoder_depth} but the file holds {len(blocks)} encoder blocks and "
+                f"{len(layers)} decoder layers"
+            )
+        try:
+            with torch.device("meta"):
+                expected = build_sam(config).state_dict()
+        except Exception as e:  # any nonsense number fails somewhere in the modules
+            raise bad_config(f"cannot be built ({type(e).__name__}: {e})") from None
+        for k, t in expected.items():
+            have = header.get(k, {}).get("shape") if isinstance(header.get(k), dict) else None
+            if have != list(t.shape):
+                raise bad_config(
+                    f"does not describe the weights in the file (e.g. {k}: the configuration "
+                    f"needs shape {tuple(t.shape)}, the file has "
+                    f"{'none' if have is None else tuple(have)})"
+                )
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file ({e}); it may be truncated — "
-            "download or copy it again"
-        ) from None
-    config = (
-        SamConfig.from_dict(json.loads(meta["samkit_config"])) if "samkit_config" in meta else None
-    )
+        raise unreadable(str(e)) from None
     return state, config
 
 
@@ -199,6 +271,17 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
     import pickle
     import zipfile
 
+    # torch.save writes a zip archive, or (legacy format) a pickle that starts with its magic
+    # number. Anything else is not a checkpoint, whatever the unpickler would say about it.
+    with open(path, "rb") as f:
+        head = f.read(15)
+    legacy = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[:15]
+    if head != legacy and not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (neither torch.save's zip format nor its "
+            "legacy format); give a .pth written by torch.save, a .safetensors file or a "
+            "model name (see `samkit models`)"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -27,3 +27,12 @@ class ConfigError(SamkitError, ValueError):
 
 class StateError(SamkitError, RuntimeError):
     """A method was called before what it needs (e.g. predict before set_image)."""
+
+
+class LimitError(SamkitError, ValueError):
+    """An input or a request is over one of samkit's limits. The message names the limit, its
+    value and the setting that raises it."""
+
+
+class PixelLimitError(ImageError, LimitError):
+    """An image (or mask) has more pixels than the pixel limit (``SAMKIT_MAX_PIXELS``)."""

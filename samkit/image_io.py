@@ -10,6 +10,7 @@ PIL's own limit (``Image.MAX_IMAGE_PIXELS``) is kept equal to it, so there is on
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -55,6 +56,20 @@ def check_image_size(width: int, height: int, name: str) -> None:
         )
 
 
+def check_aspect_ratio(size: tuple[int, int], long_side: int) -> None:
+    """ImageError if an H x W image is too elongated for a model whose input is ``long_side``
+    pixels: resizing its long side to that would leave a short side under one pixel."""
+    from samkit.transforms import preprocess_shape
+
+    h, w = size
+    if min(preprocess_shape(h, w, long_side)) < 1:
+        raise ImageError(
+            f"the image is {w}x{h}: too elongated for this model, which resizes the long side "
+            f"to {long_side} px and would leave less than one pixel across (at most "
+            f"{2 * long_side}:1); crop it into shorter pieces or pad it"
+        )
+
+
 def load_image(image: ImageLike) -> np.ndarray:
     """Return the image as a C-contiguous RGB uint8 H x W x 3 array."""
     if isinstance(image, np.ndarray):
@@ -69,12 +84,14 @@ def load_image(image: ImageLike) -> np.ndarray:
     )
 
 
-def load_mask(mask: ImageLike, size: tuple[int, int] | None = None) -> np.ndarray:
+def load_mask(mask: ImageLike | bytes, size: tuple[int, int] | None = None) -> np.ndarray:
     """Return a bool H x W mask: any nonzero value (palette index, gray level or any RGB
-    channel) is object. If size (H, W) is given, the mask must have that size; files and PIL
-    images are checked before their pixels are decoded."""
-    if isinstance(mask, (str, os.PathLike)):
-        arr = np.asarray(ImageOps.exif_transpose(_open(Path(mask), what="mask", expect=size)))
+    channel) is object. ``mask``: a path, a file's bytes (e.g. a PNG sent over HTTP), a PIL
+    image or an array. If size (H, W) is given, the mask must have that size; files, bytes and
+    PIL images are checked before their pixels are decoded."""
+    if isinstance(mask, (str, os.PathLike, bytes)):
+        src = io.BytesIO(mask) if isinstance(mask, bytes) else Path(mask)
+        arr = np.asarray(ImageOps.exif_transpose(_open(src, what="mask", expect=size)))
     elif isinstance(mask, Image.Image):
         if size is not None:
             _check_mask_size((mask.height, mask.width), size)
@@ -122,33 +139,26 @@ def _quarter_turned(img: Image.Image) -> bool:
 
 
 def _open(
-    path: Path, decode: bool = True, what: str = "image", expect: tuple[int, int] | None = None
+    src: Path | io.BytesIO,
+    decode: bool = True,
+    what: str = "image",
+    expect: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """Open an image file of an allowed format, check its size from the header (the pixel
-    limit; ``expect``: the H x W it must show after EXIF rotation), then decode it."""
-    if not path.exists():
-        if path.is_symlink():
-            try:
-                target = path.resolve(strict=True)
-            except (OSError, RuntimeError):  # RuntimeError: "Symlink loop" before Python 3.13
-                raise ImageError(
-                    f"{what} file {path} is a symbolic link that loops back on itself; fix or "
-                    "remove the link"
-                ) from None
-            raise ImageError(f"{what} file {path} is a symbolic link to {target}, which is missing")
-        raise ImageError(f"{what} file not found: {path}")
-    if path.is_dir():
-        raise ImageError(f"{path} is a folder, not an image file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{what} file is empty (0 bytes): {path}")
+    """Open an image file (or a file's bytes) of an allowed format, check its size from the
+    header (the pixel limit; ``expect``: the H x W it must show after EXIF rotation), then
+    decode it."""
+    if isinstance(src, Path):
+        _check_file(src, what)
+    path = src if isinstance(src, Path) else f"the {what}"
     limit = max_pixels()
-    # PIL checks its own limit inside Image.open; keep it equal to ours (one limit) and make
-    # its warning an error below.
+    # PIL checks its own limit inside Image.open: keep it equal to ours (one limit for every
+    # PIL user in the process). Its warning (up to twice the limit) is left to our check just
+    # below, which names the size; its error (beyond) is turned into ours.
     Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path, formats=IMAGE_FORMATS)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(src, formats=IMAGE_FORMATS)
             try:
                 check_image_size(*img.size, str(path))
                 if expect is not None:
@@ -162,7 +172,7 @@ def _open(
             return img
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise PixelLimitError(
             f"{path} is above the limit of {limit / 1e6:g} megapixels ({e}); downscale it or "
             "raise SAMKIT_MAX_PIXELS"
@@ -173,6 +183,29 @@ def _open(
         ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path} is corrupt or truncated: {e}") from None
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        if path.is_symlink():
+            try:
+                path.resolve(strict=True)
+            except FileNotFoundError:
+                raise ImageError(
+                    f"{what} file {path} is a symbolic link to {os.readlink(path)}, which does "
+                    "not exist"
+                ) from None
+            except (OSError, RuntimeError):  # ELOOP; RuntimeError before Python 3.13
+                pass
+            raise ImageError(
+                f"{what} file {path} is a symbolic link that loops back on itself; fix or "
+                "remove the link"
+            )
+        raise ImageError(f"{what} file not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{what} file is empty (0 bytes): {path}")
 
 
 def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:

@@ -52,13 +52,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    """`samkit serve` in a subprocess; yields its base URL and stops it afterwards."""
+def running_server(folder: Path, *extra: str) -> Iterator[str]:
+    """`samkit serve` in a subprocess (``extra``: more options); yields its base URL and stops
+    it afterwards."""
     port = free_port()
     log = open(folder / "server.log", "wb")
     cmd = [sys.executable, "-m", "samkit", "serve", "--model", str(tiny_model_file(folder))]
     cmd += ["--port", str(port), "--data-dir", str(folder / "data")]
-    cmd += ["--max-upload-mb", str(MAX_UPLOAD_MB)]
+    cmd += ["--max-upload-mb", str(MAX_UPLOAD_MB), *extra]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

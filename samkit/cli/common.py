@@ -1,8 +1,15 @@
-"""What every command shares: the model options, the one model loader, click and box parsers."""
+"""What every command shares: the model options, the one model loader, click and box parsers,
+and the checks of output paths made before any model runs."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from samkit.errors import ConfigError
 
 DEFAULT_MODEL = "samkit-tiny"
 
@@ -44,3 +51,54 @@ def parse_box(s: str) -> tuple[float, float, float, float]:
     if len(vals) != 4:
         raise argparse.ArgumentTypeError(f"'{s}' is not X0,Y0,X1,Y1 (four numbers)")
     return vals[0], vals[1], vals[2], vals[3]
+
+
+# -- output paths: checked before any model runs --------------------------------------------
+
+
+def check_output_file(path: str | os.PathLike, suffixes: Sequence[str], what: str) -> Path:
+    """The output file ``path`` if it can be written: its name ends in one of ``suffixes``,
+    its folder exists and this process can create files there. ConfigError otherwise."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"cannot write the {what} to '{p}': give a file name ending in {' or '.join(suffixes)}"
+        )
+    if p.is_dir():
+        raise ConfigError(f"cannot write the {what} to '{p}': it is a folder; give a file name")
+    folder = p.parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"cannot write the {what} to '{p}': the folder '{folder}' does not exist; create it "
+            "first or choose another path"
+        )
+    _check_writable(folder, f"the {what} to '{p}'")
+    return p
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """The output folder ``path`` if it is (or can be created as) a folder this process can
+    write in. ConfigError otherwise."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"the output folder '{p}' exists and is not a folder; choose another")
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create the output folder '{p}': '{existing}' is not a folder")
+    _check_writable(existing, f"into '{p}'")
+    return p
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    # A real write, not os.access: that one says yes to root even on read-only folders.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".samkit-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write {what}: the folder '{folder}' is not writable ({e.strerror}); "
+            "choose another path"
+        ) from None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from samkit.cli.common import model_arg
+from samkit.cli.common import check_output_dir, check_output_file, model_arg
 
 
 def add_annotate(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
         description="Annotate every image under IN (a folder, recursively, or a manifest file "
         "with one path per line) into OUT: OUT/<stem>.json per image in the SA-1B layout, "
         "failures in OUT/failed.jsonl. Rerun the same command to resume: finished images are "
-        "skipped, failed ones retried. Exit code 0 if all images succeeded, 1 if some failed.",
+        "skipped, failed ones retried. OUT never mixes settings: a rerun with another model or "
+        "other options stops with the difference (--force recomputes). Exit code 0 if all "
+        "images succeeded, 1 if some failed, 2 for a usage error.",
     )
     p.add_argument("input", metavar="IN", help="folder of images or manifest file of paths")
     p.add_argument("output", metavar="OUT", help="output folder")
@@ -38,6 +40,12 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--stability-score-thresh", type=float)
     g.add_argument("--crop-n-layers", type=int)
     g.add_argument("--min-mask-region-area", type=int)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute the results in OUT that were made with another model or other options "
+        "(without it, such a rerun stops and names the difference)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_annotate)
 
@@ -45,6 +53,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from samkit.engine import annotate
 
+    check_output_dir(args.output)
+    if args.coco is not None:
+        check_output_file(args.coco, (".json",), "COCO file")
     names = ["preset", "points_per_side", "points_per_batch", "pred_iou_thresh"]
     names += ["stability_score_thresh", "crop_n_layers", "min_mask_region_area"]
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
@@ -63,6 +74,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         finetune=args.finetune,
         coco=args.coco,
         progress=False if args.no_progress else None,
+        force=args.force,
     )
     print(summary)
     if summary.failures:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from samkit.cli.common import load_model, model_arg
+from samkit.cli.common import check_output_dir, load_model, model_arg
 
 
 def add_personalize(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +30,17 @@ def add_personalize(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_personalize(args: argparse.Namespace) -> int:
-    from samkit.image_io import load_image
+    from samkit.image_io import check_pixels, load_image
     from samkit.masks import overlay, save_mask_png
     from samkit.persam.persam import PerSAM
 
+    # Every input and the output folder, before the model loads: a bad target must not stop
+    # the run half-way with partial output.
+    check_pixels(args.ref)
+    check_pixels(args.ref_mask, what="mask")
+    for target in args.targets:
+        check_pixels(target)
+    check_output_dir(args.output)
     per = PerSAM(load_model(args.model), finetune=args.finetune, faithful=not args.fixed)
     per.fit(args.ref, args.ref_mask)
     out = Path(args.output)

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from samkit.cli.common import load_model, model_arg, parse_box, parse_point
+from samkit.cli.common import (
+    check_output_file,
+    load_model,
+    model_arg,
+    parse_box,
+    parse_point,
+)
 
 
 def add_segment(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +32,7 @@ def add_segment(sub: argparse._SubParsersAction) -> None:
         help="a click in pixels; LABEL 1 = object (default), 0 = background; repeatable",
     )
     p.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="a box around the object")
-    p.add_argument("-o", "--output", default="mask.png", help="mask PNG to write")
+    p.add_argument("-o", "--output", default="mask.png", help="mask PNG to write (.png)")
     p.add_argument("--overlay", help="also write the image with the mask drawn on it")
     p.add_argument(
         "--single",
@@ -42,14 +48,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
     from samkit.errors import PromptError
-    from samkit.image_io import load_image
+    from samkit.image_io import IMAGE_SUFFIXES, check_aspect_ratio, load_image
     from samkit.masks import overlay, save_mask_png
     from samkit.predictor import Predictor
 
     if not args.point and args.box is None:
         raise PromptError("give at least one --point X,Y or a --box X0,Y0,X1,Y1")
+    check_output_file(args.output, (".png",), "mask (a lossless PNG)")
+    if args.overlay:
+        check_output_file(args.overlay, IMAGE_SUFFIXES, "overlay")
     image = load_image(args.image)
     pred = Predictor(load_model(args.model))
+    check_aspect_ratio(image.shape[:2], pred.model.image_size)
     pred.set_image(image)
     pts = np.array([p[:2] for p in args.point]) if args.point else None
     lbl = np.array([p[2] for p in args.point]) if args.point else None
@@ -83,7 +93,9 @@ def add_everything(sub: argparse._SubParsersAction) -> None:
         "distinct mask. Writes SA-1B JSON (COCO RLE masks), COCO JSON, or a label-map PNG.",
     )
     p.add_argument("image", help="image file")
-    p.add_argument("-o", "--output", default="anns.json", help="file to write")
+    p.add_argument(
+        "-o", "--output", default="anns.json", help="file to write (.json; .png for --format png)"
+    )
     p.add_argument(
         "--format",
         choices=("sa1b", "coco", "png"),
@@ -111,16 +123,22 @@ def cmd_everything(args: argparse.Namespace) -> int:
         sa1b_document,
         save_label_map_png,
     )
-    from samkit.image_io import load_image
+    from samkit.image_io import IMAGE_SUFFIXES, check_aspect_ratio, load_image
     from samkit.masks import annotation_masks, overlay_annotations
 
+    suffix = ".png" if args.format == "png" else ".json"
+    check_output_file(args.output, (suffix,), f"{args.format} output")
+    if args.overlay:
+        check_output_file(args.overlay, IMAGE_SUFFIXES, "overlay")
     image = load_image(args.image)
     overrides: dict = {"output_mode": "coco_rle", "progress": not args.no_progress}
     if args.points_per_side is not None:
         overrides["points_per_side"] = args.points_per_side
     if args.points_per_batch is not None:
         overrides["points_per_batch"] = args.points_per_batch
-    gen = MaskGenerator.from_preset(load_model(args.model), args.preset, **overrides)
+    model = load_model(args.model)
+    check_aspect_ratio(image.shape[:2], model.image_size)
+    gen = MaskGenerator.from_preset(model, args.preset, **overrides)
     anns = gen.generate(image)
     h, w = image.shape[:2]
     # The file's name in its folder: the data engine gives it the same image id.

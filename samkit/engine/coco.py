@@ -10,6 +10,7 @@ from typing import Any
 
 from samkit.engine.collect import ImageItem
 from samkit.engine.store import Store, atomic_write_text
+from samkit.errors import ConfigError
 from samkit.formats import coco_dataset
 
 
@@ -18,16 +19,31 @@ def write_coco(
     store: Store,
     path: str | os.PathLike,
     categories: list[dict[str, Any]] | None = None,
+    made_with: dict[str, Any] | None = None,
 ) -> int:
     """Merge the finished images of the collection into a COCO instance-segmentation dataset
-    (``samkit.formats.coco_dataset``), written atomically. Returns the number of images."""
+    (``samkit.formats.coco_dataset``), written atomically. With ``made_with`` (the run's
+    settings), only results made with them are merged (ConfigError for any other) and the
+    settings are recorded under ``info``. Returns the number of images."""
 
     def documents() -> Iterator[dict[str, Any]]:
         for item in items:
             p = store.result_path(item)
-            if p.exists():
-                yield json.loads(Path(p).read_text())
+            if not p.exists():
+                continue
+            doc = json.loads(Path(p).read_text())
+            if (
+                made_with is not None
+                and (doc.get("made_with") or {}).get("key") != made_with["key"]
+            ):
+                raise ConfigError(
+                    f"{p} was made with other settings than this run's; rerun annotate "
+                    "with --force to recompute it before exporting"
+                )
+            yield doc
 
     data = coco_dataset(documents(), categories, description="samkit annotate")
+    if made_with is not None:
+        data["info"]["made_with"] = made_with
     atomic_write_text(path, json.dumps(data) + "\n")
     return len(data["images"])

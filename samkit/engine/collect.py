@@ -35,7 +35,9 @@ class ImageItem:
 def collect(source: str | os.PathLike) -> list[ImageItem]:
     """The images of a folder (recursively, hidden entries skipped) or of a manifest file (one
     path per line; blank lines and ``#`` comments ignored; relative paths are relative to the
-    manifest's folder), sorted by relative path, each with its output name."""
+    manifest's folder), sorted by relative path, each with its output name. Broken or looping
+    symbolic links with an image suffix are kept, so that the run records them as failed
+    instead of skipping them without a word."""
     src = Path(source)
     if src.is_dir():
         root = src
@@ -43,7 +45,7 @@ def collect(source: str | os.PathLike) -> list[ImageItem]:
             p
             for p in src.rglob("*")
             if p.suffix.lower() in IMAGE_SUFFIXES
-            and p.is_file()
+            and (p.is_file() or p.is_symlink())
             and not any(part.startswith(".") for part in p.relative_to(src).parts)
         )
         if not paths:

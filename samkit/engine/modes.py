@@ -31,11 +31,13 @@ MODES = ("everything", "boxes", "personalize")
 class ModeSpec:
     """Everything a worker needs to build its annotator (plain values, so it pickles).
     options: MaskGenerator options (everything), or ref_image / ref_mask / finetune
-    (personalize); boxes takes its prompts per image instead."""
+    (personalize); boxes takes its prompts per image instead. made_with: the record of these
+    settings written at the start of each result (``samkit.engine.settings``)."""
 
     mode: str
     model: str
     options: dict[str, Any] = field(default_factory=dict)
+    made_with: dict[str, Any] = field(default_factory=dict)
 
 
 class Annotator(Protocol):

@@ -1,5 +1,6 @@
-"""``annotate``: the data engine's driver. Collect, skip what is done, annotate the rest on an
-engine, write each result atomically as it arrives, record failures, summarise."""
+"""``annotate``: the data engine's driver. Collect, skip what is done (with the same settings:
+results made with other ones are refused, or recomputed with ``force``), annotate the rest on
+an engine, write each result atomically as it arrives, record failures, summarise."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from samkit.engine.coco import write_coco
-from samkit.engine.collect import collect
+from samkit.engine.collect import ImageItem, collect
 from samkit.engine.local import available_cores, run_local
 from samkit.engine.modes import MODES, ModeSpec, load_detections
+from samkit.engine.settings import differences, everything_options, file_sha256, made_with
 from samkit.engine.store import Store
 from samkit.engine.worker import Outcome, Task
 from samkit.errors import ConfigError, SamkitError
@@ -69,10 +71,13 @@ def annotate(
     finetune: bool = False,
     coco: str | os.PathLike | None = None,
     progress: bool | None = None,
+    force: bool = False,
 ) -> Summary:
     """Annotate every image of ``source`` (a folder, recursively, or a manifest of paths) into
     ``out_dir`` (one SA-1B JSON per image; see ``samkit.engine.store``). Images already done
-    are skipped, so rerunning resumes. ``options``: MaskGenerator options (everything mode).
+    with the same model and settings are skipped, so rerunning resumes. Results made with
+    other settings are never mixed in: ConfigError naming the difference, or with ``force``
+    they are deleted and recomputed. ``options``: MaskGenerator options (everything mode).
     ``workers``: processes or actors (default: one per core). ``progress``: None shows a bar
     on a terminal only."""
     if mode not in MODES:
@@ -82,12 +87,13 @@ def annotate(
     if address is not None and engine != "ray":
         raise ConfigError("--address is for the ray engine; add --engine ray")
     items = collect(source)
-    store = Store(out_dir)
-    store.remove_temporaries()
     spec, prompts, categories = _mode_spec(
         mode, model, options, detections, ref_image, ref_mask, finetune, items
     )
-    todo = [Task(it, prompts.get(it.file_name, [])) for it in items if not store.is_done(it)]
+    store = Store(out_dir)
+    store.remove_temporaries()
+    done = _finished(items, store, spec.made_with, force)
+    todo = [Task(it, prompts.get(it.file_name, [])) for it in items if it.file_name not in done]
     summary = Summary(total=len(items), skipped=len(items) - len(todo))
     n = available_cores() if workers is None else workers
     if todo:
@@ -101,8 +107,34 @@ def annotate(
         _consume(outcomes, store, summary, progress)
     store.finish(summary.failures)
     if coco is not None:
-        write_coco(items, store, coco, categories)
+        write_coco(items, store, coco, categories, spec.made_with)
     return summary
+
+
+def _finished(
+    items: list[ImageItem], store: Store, settings: dict[str, Any], force: bool
+) -> set[str]:
+    """The file names of the items whose result was made with ``settings``. Results made
+    with others: ConfigError naming the difference, or (``force``) all deleted before any
+    work, so that a kill leaves no mix behind."""
+    done, stale = set(), []
+    for it in items:
+        if store.result_path(it).exists():
+            old = store.made_with(it)
+            if old is not None and old["key"] == settings["key"]:
+                done.add(it.file_name)
+            else:
+                stale.append((it, old))
+    if stale and not force:
+        it, old = stale[0]
+        raise ConfigError(
+            f"{store.root} holds {len(stale)} results made with other settings than this "
+            f"run's (e.g. {store.result_path(it).name}: {differences(old, settings)}); "
+            "annotate into a new output folder, or add --force (force=True) to recompute them"
+        )
+    for it, _ in stale:
+        store.remove_result(it)
+    return done
 
 
 def _mode_spec(
@@ -116,19 +148,24 @@ def _mode_spec(
     items: list,
 ) -> tuple[ModeSpec, dict[str, list[dict[str, Any]]], list[dict[str, Any]] | None]:
     if mode == "everything":
-        return ModeSpec(mode, model, dict(options or {})), {}, None
+        opts = dict(options or {})
+        record = made_with(mode, model, everything_options(opts), {})
+        return ModeSpec(mode, model, opts, record), {}, None
     if mode == "boxes":
         if detections is None:
             raise ConfigError("--mode boxes needs --detections FILE (COCO JSON with boxes)")
         prompts, cats = load_detections(detections, items)
-        return ModeSpec(mode, model), prompts, cats
+        record = made_with(mode, model, {}, {"detections": file_sha256(detections)})
+        return ModeSpec(mode, model, {}, record), prompts, cats
     if ref_image is None or ref_mask is None:
         raise ConfigError("--mode personalize needs --ref IMAGE and --ref-mask MASK")
     for p in (ref_image, ref_mask):
         if not Path(p).is_file():
             raise ConfigError(f"reference file {p} does not exist")
     opts = {"ref_image": str(ref_image), "ref_mask": str(ref_mask), "finetune": finetune}
-    return ModeSpec(mode, model, opts), {}, None
+    inputs = {"ref_image": file_sha256(ref_image), "ref_mask": file_sha256(ref_mask)}
+    record = made_with(mode, model, {"finetune": finetune}, inputs)
+    return ModeSpec(mode, model, opts, record), {}, None
 
 
 def _consume(

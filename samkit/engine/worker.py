@@ -47,6 +47,7 @@ class Worker:
     """Holds one annotator; ``run(task)`` never raises for a per-image problem."""
 
     def __init__(self, spec: ModeSpec) -> None:
+        self.made_with = spec.made_with
         self.fatal: str | None = None
         try:
             self.annotator: Any = build_annotator(spec)
@@ -66,7 +67,8 @@ class Worker:
         except Exception as e:
             return Outcome(item, False, error=_reason(e), seconds=time.perf_counter() - t0)
         h, w = image.shape[:2]
-        record = sa1b_document(anns, item.file_name, w, h)
+        # The settings first, so a rerun reads them without parsing the masks.
+        record = {"made_with": self.made_with, **sa1b_document(anns, item.file_name, w, h)}
         return Outcome(
             item, True, json.dumps(record), n_masks=len(anns), seconds=time.perf_counter() - t0
         )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tempfile
 import time
@@ -11,16 +12,31 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
-from samkit.errors import ImageError, SamkitError, StateError
+from samkit.errors import LimitError, SamkitError, StateError
 from samkit.formats import coco_dataset, mask_record, sa1b_document
+from samkit.image_io import max_pixels
 from samkit.models.sam import Sam
 from samkit.server import schemas as S
-from samkit.server.limits import BodyLimit
-from samkit.server.state import DEFAULT_CACHE_BYTES, References, UnknownId, Workspace
+from samkit.server.limits import (
+    BodyLimit,
+    Limits,
+    check_everything,
+    check_mask_pixels,
+    check_points,
+)
+from samkit.server.state import (
+    DEFAULT_CACHE_BYTES,
+    References,
+    StoreFull,
+    UnknownId,
+    UnreadableUpload,
+    Workspace,
+)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD = 20 * 2**20
@@ -32,13 +48,16 @@ def create_app(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     model_name: str = "",
+    limits: Limits | None = None,
 ) -> FastAPI:
     """The app for one model. Uploaded images are kept under ``data_dir`` (a temporary folder
     if None); embeddings live in an LRU of at most ``cache_bytes``; request bodies over
-    ``max_upload_bytes`` get 413 before they are read."""
+    ``max_upload_bytes`` get 413 before they are read; ``limits`` bound what one request may
+    ask (see ``samkit.server.limits.Limits``)."""
     if data_dir is None:
         data_dir = tempfile.mkdtemp(prefix="samkit-serve-")
-    ws = Workspace(model, Path(data_dir), cache_bytes)
+    limits = limits or Limits()
+    ws = Workspace(model, Path(data_dir), cache_bytes, limits)
     refs = References()
     app = FastAPI(
         title="samkit",
@@ -49,9 +68,10 @@ def create_app(
     app.state.workspace = ws
     _errors(app)
 
+    # async: answered on the event loop, never queued behind work in the thread pool
     @app.get("/api/health", tags=["server"])
-    def health() -> dict[str, Any]:
-        """Liveness and what the server holds: model, images, embedding cache."""
+    async def health() -> dict[str, Any]:
+        """Liveness and what the server holds: model, images, embedding cache, limits."""
         return {
             "status": "ok",
             "model": model_name,
@@ -59,17 +79,20 @@ def create_app(
             "hq": model.is_hq,
             "images": len(ws.image_ids()),
             "cache": ws.cache.stats(),
+            "store_bytes": ws.store_bytes,
             "max_upload_bytes": max_upload_bytes,
+            "limits": {**dataclasses.asdict(limits), "max_pixels": max_pixels()},
         }
 
     # -- images -----------------------------------------------------------------------------
 
     @app.post("/api/images", status_code=201, response_model=S.ImageOut, tags=["images"])
     def upload(file: Annotated[UploadFile, File(description="an image file")]) -> S.ImageOut:
-        """Upload an image (multipart form field ``file``); it is embedded once, now."""
+        """Upload an image (multipart form field ``file``); it is embedded once, now, and kept
+        only if that works."""
         try:
             image_id, entry, secs = ws.add_image(file.file.read())
-        except ImageError as e:
+        except UnreadableUpload as e:
             raise _Http(
                 415, f"{file.filename or 'the upload'} is not a readable image: {e}"
             ) from None
@@ -109,10 +132,11 @@ def create_app(
     def predict(image_id: str, prompt: S.Prompt) -> S.PredictOut:
         """Segment one object from points, a box and/or a rough mask. Returns the candidates
         (three with ``multimask``) with their predicted IoU, as PNG and/or COCO RLE."""
-        entry = ws.entry(image_id)
-        h, w = entry.image.shape[:2]
         if not prompt.points and prompt.box is None and prompt.mask is None:
             raise _Http(422, "give at least one point, a box or a mask")
+        check_points(len(prompt.points), limits)  # before any work, the embedding included
+        entry = ws.entry(image_id)
+        h, w = entry.image.shape[:2]
         mask_input = None
         if prompt.mask is not None:
             m = S.mask_in(prompt.mask, (h, w))
@@ -136,14 +160,21 @@ def create_app(
         """Segment everything (automatic mask generation); masks as COCO RLE, largest first."""
         from samkit.automatic import MaskGenerator
 
-        entry = ws.entry(image_id)
-        image = entry.image
         gen = MaskGenerator(
             model, output_mode="coco_rle", **(opts or S.EverythingIn()).model_dump()
         )
+        masks_per_point = model.mask_decoder.num_multimask_outputs
+        check_everything(gen, ws.size(image_id), masks_per_point, limits)
+        entry = ws.entry(image_id)
+        image = entry.image
+        # The cached embedding saves a second encode; a fresh per-image cache, since prompts on
+        # the same image fill theirs meanwhile (the decoder's caches are not thread-safe).
+        emb = dataclasses.replace(
+            entry.embedding, features=dataclasses.replace(entry.embedding.features, cache={})
+        )
         t0 = time.perf_counter()
-        with ws.lock:
-            anns = gen.generate(image, embedding=entry.embedding)  # cached: no second encode
+        with ws.heavy:
+            anns = gen.generate(image, embedding=emb)
         anns.sort(key=lambda a: -a["area"])
         keep = ("segmentation", "area", "bbox", "predicted_iou", "stability_score")
         return {
@@ -161,9 +192,9 @@ def create_app(
         apply it to other images with ``/api/references/{id}/apply``."""
         from samkit.persam.persam import PerSAM
 
+        mask = S.mask_in(body.mask, ws.size(body.image_id))
         image = ws.entry(body.image_id).image
-        mask = S.mask_in(body.mask, image.shape[:2])
-        with ws.lock:
+        with ws.heavy:
             per = PerSAM(model).fit(image, mask)
         return {"id": refs.add(per)}
 
@@ -177,7 +208,7 @@ def create_app(
         """Find the reference's object in an uploaded image."""
         per = refs.get(ref_id)
         image = ws.entry(body.image_id).image
-        with ws.lock:
+        with ws.heavy:
             out = per.segment(image)
         return S.ApplyOut(
             mask=S.mask_out(out.mask, out.score, body.format),
@@ -196,14 +227,14 @@ def create_app(
     def export_coco(body: S.ExportIn) -> JSONResponse:
         """Masks of one or more images as a COCO instances file (RLE segmentations)."""
         return JSONResponse(
-            coco_file(ws, body),
+            coco_file(ws, body, limits),
             headers={"content-disposition": 'attachment; filename="masks.coco.json"'},
         )
 
     @app.post("/api/export/png", tags=["export"])
     def export_png(body: S.ReferenceIn) -> Response:
         """One mask of an uploaded image as an 8-bit PNG (255 = object)."""
-        mask = S.mask_in(body.mask, ws.entry(body.image_id).image.shape[:2])
+        mask = S.mask_in(body.mask, ws.size(body.image_id))
         return Response(
             S.png_bytes(mask),
             media_type="image/png",
@@ -231,12 +262,15 @@ def mask_logits(mask: np.ndarray, input_size: tuple[int, int], image_size: int) 
     return ((np.asarray(low, np.float32) - 0.5) * 40)[None]
 
 
-def coco_file(ws: Workspace, body: S.ExportIn) -> dict[str, Any]:
+def coco_file(ws: Workspace, body: S.ExportIn, limits: Limits) -> dict[str, Any]:
     """COCO instances dict through ``samkit.formats``: one image record per item (its server id
-    as file name), one annotation per mask, ``score`` the item's score for that mask if given."""
+    as file name), one annotation per mask, ``score`` the item's score for that mask if given.
+    The masks' total size is checked against the limits before any is decoded."""
+    sizes = [ws.size(item.image_id) for item in body.items]
+    total = sum(len(item.masks) * h * w for item, (h, w) in zip(body.items, sizes))
+    check_mask_pixels(sum(len(item.masks) for item in body.items), total, limits)
     docs = []
-    for item in body.items:
-        h, w = ws.entry(item.image_id).image.shape[:2]
+    for item, (h, w) in zip(body.items, sizes):
         anns = []
         for k, m in enumerate(item.masks):
             score = item.scores[k] if item.scores is not None and k < len(item.scores) else None
@@ -278,9 +312,24 @@ def _errors(app: FastAPI) -> None:
         assert isinstance(exc, _Http)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        # One line naming each bad field, never the input itself: it may be huge, or NaN,
+        # which JSON cannot carry.
+        assert isinstance(exc, RequestValidationError)
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        more = len(exc.errors()) - len(parts)
+        detail = "invalid request: " + "; ".join(parts) + (f"; and {more} more" if more else "")
+        return JSONResponse({"detail": detail}, status_code=422)
+
     app.add_exception_handler(_Http, http)
+    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(UnknownId, reply(404))
     app.add_exception_handler(StateError, reply(409))
+    app.add_exception_handler(StoreFull, reply(507))
+    app.add_exception_handler(LimitError, reply(413))
     app.add_exception_handler(SamkitError, reply(422))
 
 
@@ -291,11 +340,13 @@ def serve(
     data_dir: str | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    limits: Limits | None = None,
 ) -> None:
     """Load a model and run the app with uvicorn until interrupted."""
     import uvicorn
 
     import samkit
 
-    app = create_app(samkit.load(model_name), data_dir, cache_bytes, max_upload_bytes, model_name)
+    model = samkit.load(model_name)
+    app = create_app(model, data_dir, cache_bytes, max_upload_bytes, model_name, limits)
     uvicorn.run(app, host=host, port=port, log_level="info")

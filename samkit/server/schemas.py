@@ -1,5 +1,6 @@
 """Request and response bodies of the HTTP API, and how masks travel: a base64 PNG (0 / 255)
-or a COCO RLE (``{"size": [h, w], "counts": str}``, the SA-1B encoding)."""
+or a COCO RLE (``{"size": [h, w], "counts": str}``, the SA-1B encoding). Request bodies refuse
+NaN and infinity; a client's mask is checked against its image's size before it is decoded."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.errors import ImageError
 from samkit.image_io import load_mask
@@ -19,14 +20,20 @@ from samkit.masks import decode_rle, encode_rle
 MaskFormat = Literal["png", "rle", "both"]
 
 
-class MaskIn(BaseModel):
+class Body(BaseModel):
+    """A request body: every number finite (NaN and infinity are refused with 422)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class MaskIn(Body):
     """A mask sent by the client: exactly one of ``png`` (base64) or ``rle`` (COCO RLE)."""
 
     png: str | None = Field(None, description="base64 PNG; nonzero = object")
     rle: dict[str, Any] | None = Field(None, description='COCO RLE {"size": [h, w], "counts"}')
 
 
-class Prompt(BaseModel):
+class Prompt(Body):
     points: list[tuple[float, float]] = Field([], description="N clicks (x, y) in image pixels")
     labels: list[int] = Field([], description="N labels: 1 = object, 0 = background")
     box: tuple[float, float, float, float] | None = Field(None, description="x0, y0, x1, y1")
@@ -57,7 +64,7 @@ class ImageOut(BaseModel):
     embed_ms: float | None = None
 
 
-class EverythingIn(BaseModel):
+class EverythingIn(Body):
     """A bounded subset of ``MaskGenerator``'s options (so one request cannot run for hours)."""
 
     points_per_side: int = Field(16, ge=2, le=64)
@@ -68,12 +75,12 @@ class EverythingIn(BaseModel):
     min_mask_region_area: int = Field(0, ge=0, le=100_000)
 
 
-class ReferenceIn(BaseModel):
+class ReferenceIn(Body):
     image_id: str
     mask: MaskIn
 
 
-class ApplyIn(BaseModel):
+class ApplyIn(Body):
     image_id: str
     format: MaskFormat = "png"
 
@@ -84,13 +91,13 @@ class ApplyOut(BaseModel):
     labels: list[int]
 
 
-class ExportItem(BaseModel):
+class ExportItem(Body):
     image_id: str
     masks: list[MaskIn]
     scores: list[float] | None = None
 
 
-class ExportIn(BaseModel):
+class ExportIn(Body):
     items: list[ExportItem]
 
 
@@ -114,10 +121,31 @@ def mask_out(mask: np.ndarray, score: float, fmt: MaskFormat) -> MaskOut:
 
 
 def mask_in(m: MaskIn, size: tuple[int, int]) -> np.ndarray:
-    """A client's mask as bool H x W of the image's size (ImageError with the reason if not)."""
+    """A client's mask as bool H x W of the image's size (ImageError with the reason if not).
+    The size it declares (RLE ``size``, PNG header) is checked before anything is decoded."""
     if (m.png is None) == (m.rle is None):
         raise ImageError("give a mask as exactly one of 'png' (base64) or 'rle' (COCO RLE)")
+    h, w = size
     if m.rle is not None:
+        rle_size, counts = m.rle.get("size"), m.rle.get("counts")
+        ints = isinstance(rle_size, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in rle_size
+        )
+        if not ints or len(rle_size) != 2 or not isinstance(counts, (str, list)):
+            raise ImageError(
+                'the mask RLE must be {"size": [h, w], "counts": str or list of run lengths}'
+            )
+        if rle_size != [h, w]:
+            raise ImageError(
+                f"the mask RLE is {rle_size[1]}x{rle_size[0]} (WxH) but the image is {w}x{h}; "
+                "send a mask of the image's size"
+            )
+        if isinstance(counts, list) and (
+            not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w
+        ):
+            raise ImageError(
+                f"the mask RLE's counts must be run lengths >= 0 adding up to h * w = {h * w}"
+            )
         try:
             arr = decode_rle(m.rle)
         except Exception as e:  # pycocotools raises bare TypeErrors/ValueErrors
@@ -125,8 +153,6 @@ def mask_in(m: MaskIn, size: tuple[int, int]) -> np.ndarray:
         return load_mask(arr, size)
     try:
         data = base64.b64decode(m.png or "", validate=True)
-        pic = Image.open(io.BytesIO(data))
-        pic.load()
-    except (binascii.Error, OSError, ValueError):
-        raise ImageError("the mask 'png' is not a base64-encoded PNG image") from None
-    return load_mask(pic, size)
+    except (binascii.Error, ValueError):
+        raise ImageError("the mask 'png' is not base64 (RFC 4648, no line breaks)") from None
+    return load_mask(data, size)  # its size is checked from the header, before decoding
