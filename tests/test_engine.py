@@ -263,7 +263,7 @@ def cli(images: Path, out: Path, model: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "samkit", "annotate", str(images), str(out),
         "--model", str(model), "--points-per-side", "4", "--pred-iou-thresh", "0",
-        "--stability-score-thresh", "0", "--no-progress", *extra,
+        "--stability-score-thresh", "0", "--no-progress", "--precision", "fp32", *extra,
     ]  # fmt: skip
 
 
@@ -310,3 +310,17 @@ def test_cli_exit_code_is_1_when_some_image_failed(tmp_path, engine_model) -> No
     code = main(cli(images, tmp_path / "out", engine_model, "--workers", "0")[3:])
     assert code == 1
     assert json.loads((tmp_path / "out" / "failed.jsonl").read_text())["image"] == "bad.png"
+
+
+def test_precision_is_part_of_the_settings_and_never_mixed(tmp_path, engine_model) -> None:  # type: ignore[no-untyped-def]
+    images = make_collection(tmp_path / "in", n=1, corrupt=False)
+    opts = {"points_per_side": 2}
+    lines: list[str] = []
+    annotate(images, tmp_path / "out", model=str(engine_model), workers=0, options=opts,
+             device="cpu", precision="fp32", on_start=lines.append)  # fmt: skip
+    assert lines and "cpu, fp32" in lines[0]
+    rec = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert rec["made_with"]["precision"] == "fp32"
+    with pytest.raises(ConfigError, match="precision fp32 -> bf16"):
+        annotate(images, tmp_path / "out", model=str(engine_model), workers=0, options=opts,
+                 device="cpu", precision="bf16")  # fmt: skip

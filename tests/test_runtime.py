@@ -52,3 +52,38 @@ def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
         return
     for f in flags:
         assert f" {f}" in text
+
+
+def test_every_model_command_takes_device_precision_and_threads() -> None:
+    from samkit.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    commands = ["segment", "everything", "personalize", "annotate", "serve", "export-onnx"]
+    for name in commands:
+        opts = {o for a in sub.choices[name]._actions for o in a.option_strings}
+        assert {"--model", "--device", "--precision", "--threads"} <= opts, name
+    for name in ("train", "train-hq"):
+        opts = {o for a in sub.choices[name]._actions for o in a.option_strings}
+        assert {"--device", "--precision", "--threads"} <= opts, name
+
+
+def test_cli_says_which_device_and_precision_it_chose_and_refuses_a_missing_gpu(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from samkit.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(img)
+    code = main(["segment", str(img), "--point", "30,20", "-o", str(tmp_path / "m.png"),
+                 "--device", "cuda"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no CUDA GPU is visible; use cpu" in err[0]
+    code = main(["segment", str(img), "--point", "30,20", "-o", str(tmp_path / "m.png"),
+                 "--device", "cpu", "--precision", "fp32", "--threads", "1"])  # fmt: skip
+    assert code == 0
+    assert "samkit: samkit-tiny on cpu, fp32" in capsys.readouterr().err

@@ -11,7 +11,8 @@ Why it is faster than the official generator, with the same outputs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,18 @@ from samkit.transforms import coords_to_input
 
 # Upsampled logits are processed in chunks of at most this many bytes (bounded peak memory).
 _CHUNK_BYTES = 256 * 2**20
+
+
+@dataclass
+class MaskLogits:
+    """A chunk of the grid's masks before any filter (``MaskGenerator.mask_logits``).
+
+    logits: M x H x W float32 at the image's size (the mask is logits > model.mask_threshold);
+    iou: M float32 predicted IoU; points: M x 2 float64 (x, y) pixel prompt of each mask."""
+
+    logits: np.ndarray
+    iou: np.ndarray
+    points: np.ndarray
 
 
 class MaskGenerator:
@@ -75,6 +88,7 @@ class MaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
         progress: bool = False,
+        fast: bool = True,
     ) -> None:
         check_options(locals())
         if points_per_side is not None:
@@ -93,7 +107,7 @@ class MaskGenerator:
             grids = [np.asarray(g, dtype=np.float64) for g in point_grids or []]
         check_grids(grids, crop_n_layers)
         self.point_grids = grids
-        self.predictor = Predictor(model)
+        self.predictor = Predictor(model, fast=fast)
         self._workspace = None
         self.model = self.predictor.model
         self.points_per_batch = points_per_batch
@@ -147,6 +161,68 @@ class MaskGenerator:
                 data, max(self.box_nms_thresh, self.crop_nms_thresh)
             )
         return [self._record(data, i) for i in range(len(data))]
+
+    @torch.inference_mode()
+    def mask_logits(
+        self, image: ImageLike, embedding: ImageEmbedding | None = None
+    ) -> Iterator[MaskLogits]:
+        """Every mask of every point of the whole-image grid (``point_grids[0]``), unfiltered:
+        no IoU, stability or crop-edge filter and no NMS; K masks per point (3, or 1 for HQ
+        models), point-major, as unthresholded logits at the image's size, in chunks of at most
+        16 masks (memory stays bounded). What zero-shot edge detection reads.
+
+        Crop layers are not used (``crop_n_layers`` must be 0); ``embedding`` as in
+        ``generate``."""
+        if self.crop_n_layers:
+            raise ConfigError(
+                f"mask_logits covers the whole image only; crop_n_layers is "
+                f"{self.crop_n_layers}, set it to 0"
+            )
+        img = load_image(image)
+        h, w = img.shape[:2]
+        if embedding is not None and tuple(embedding.original_size) != (h, w):
+            raise ConfigError(
+                f"the embedding is of a {embedding.original_size[1]}x{embedding.original_size[0]} "
+                f"image but the image is {w}x{h}; pass the same image"
+            )
+        model = self.model
+        if embedding is not None:
+            self.predictor.set_embedding(embedding)
+            emb = self.predictor.embedding
+            assert emb is not None
+        else:
+            emb = self.predictor.set_image(img)
+        self.predictor.embedding = None
+        workspace = fast_decoder.Workspace()
+        fast = self.predictor.uses_fast_decoder(emb.features)
+        chunk = max(1, min(16, _CHUNK_BYTES // (4 * h * w)))
+        points = self.point_grids[0] * np.array([[w, h]], dtype=np.float64)
+        for i in range(0, len(points), self.points_per_batch):
+            pts = points[i : i + self.points_per_batch]
+            coords = coords_to_input(pts, emb.original_size, model.image_size)
+            in_pts = torch.as_tensor(coords, device=model.device)[:, None, :]
+            if fast:
+                dec = fast_decoder.decode_points(
+                    model, emb.features, in_pts[:, 0], workspace=workspace
+                )
+                iou = dec.iou
+            else:
+                in_lbl = torch.ones(len(pts), 1, dtype=torch.int, device=model.device)
+                low_all, iou = model.decode(
+                    emb.features, points=(in_pts, in_lbl), multimask_output=True
+                )
+            n, k = iou.shape
+            iou = iou.flatten().float().cpu().numpy()
+            for s in range(0, n * k, chunk):
+                sel = torch.arange(s, min(n * k, s + chunk), device=model.device)
+                low = dec.masks(sel // k, sel % k) if fast else low_all.flatten(0, 1)[sel]
+                up = model.postprocess_masks(low[:, None], emb.input_size, emb.original_size)
+                idx = sel.cpu().numpy()
+                yield MaskLogits(
+                    np.ascontiguousarray(up[:, 0].float().cpu().numpy()),
+                    iou[idx],
+                    pts[idx // k],
+                )
 
     # -- stages ---------------------------------------------------------------------------
 
@@ -232,7 +308,7 @@ class MaskGenerator:
         # float64 coordinates until the positional encoding, as the official generator.
         in_pts = torch.as_tensor(coords, device=dev)[:, None, :]
         in_lbl = torch.ones(len(points), 1, dtype=torch.int, device=dev)
-        fast = fast_decoder.supports_fast_path(model)
+        fast = self.predictor.uses_fast_decoder(emb.features)
         if fast:
             dec = fast_decoder.decode_points(
                 model, emb.features, in_pts[:, 0], workspace=self._workspace

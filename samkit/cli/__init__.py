@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from samkit.cli import engine, models, persam, segment, serve, train
+from samkit.cli import engine, models, persam, segment, serve, train, zero_shot
 from samkit.cli import eval as eval_cmd
 
 COMMANDS = [
@@ -23,6 +23,9 @@ COMMANDS = [
     models.add_export_onnx,
     train.add_train_hq,
     segment.add_everything,
+    zero_shot.add_edges,
+    zero_shot.add_proposals,
+    zero_shot.add_instances,
 ]
 
 

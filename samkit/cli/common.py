@@ -14,21 +14,45 @@ from samkit.errors import ConfigError
 DEFAULT_MODEL = "samkit-tiny"
 
 
-def model_arg(p: argparse.ArgumentParser) -> None:
-    """Add ``--model NAME|PATH``."""
+def model_arg(p: argparse.ArgumentParser, precision: str = "auto") -> None:
+    """Add ``--model NAME|PATH``, ``--device``, ``--precision`` and ``--threads``.
+    ``precision``: the default (evaluations and training use fp32 so their numbers compare
+    across machines; the rest takes "auto", the fastest the hardware runs well)."""
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
         help=f"zoo name (see `samkit models`) or a .pth/.safetensors path "
         f"(default {DEFAULT_MODEL})",
     )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps (default auto)",
+    )
+    p.add_argument(
+        "--precision",
+        default=precision,
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: bf16 on GPUs and on CPUs with bf16 units, else fp32 (default "
+        f"{precision}); applies to the image encoder, outputs stay float32",
+    )
+    p.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's, one per core)"
+    )
 
 
-def load_model(name: str):  # type: ignore[no-untyped-def]
-    """The CLI's one way to get a model: the zoo/path loader."""
+def load_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The CLI's one way to get a model: the zoo/path loader on the chosen device and
+    precision, saying on stderr what "auto" chose."""
+    import sys
+
     import samkit
+    from samkit.runtime import resolve, set_threads
 
-    return samkit.load(name)
+    set_threads(args.threads)
+    rt = resolve(args.device, args.precision)
+    print(f"samkit: {args.model} on {rt.describe()}", file=sys.stderr)
+    return samkit.load(args.model, device=str(rt.device), precision=rt.precision)
 
 
 def parse_point(s: str) -> tuple[float, float, int]:

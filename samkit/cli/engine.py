@@ -75,6 +75,10 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         coco=args.coco,
         progress=False if args.no_progress else None,
         force=args.force,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        on_start=lambda line: print(f"samkit annotate: {line}", file=sys.stderr),
     )
     print(summary)
     if summary.failures:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from samkit.cli.common import load_model, model_arg
+from samkit.cli.zero_shot import add_eval_kinds
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         "'synthetic' held-out scenes",
     )
     add_prompts_arguments(q)
-    model_arg(q)
+    model_arg(q, precision="fp32")
     q.set_defaults(func=cmd_eval)
     h = kinds.add_parser(
         "hq",
@@ -26,14 +27,15 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         "on an HQSeg-44K folder or 'synthetic-thin' held-out scenes (--base to compare)",
     )
     add_hq_arguments(h)
-    model_arg(h)
+    model_arg(h, precision="fp32")
     h.set_defaults(func=cmd_eval)
+    add_eval_kinds(kinds)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.eval_kind == "hq":
-        return run_hq(args, load_model(args.model))
-    return run_prompts(args, load_model(args.model))
+        return run_hq(args, load_model(args))
+    return run_prompts(args, load_model(args))
 
 
 def add_prompts_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,18 +63,15 @@ def add_hq_arguments(p: argparse.ArgumentParser) -> None:
         help="score the HQ token's mask alone (the official harness does); default: SAM + HQ "
         "(the inference default)",
     )
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--plot", help="write a PNG of the first 6 images with every model's masks")
 
 
 def run_prompts(args: argparse.Namespace, model) -> int:  # type: ignore[no-untyped-def]
-    import torch
 
     from samkit.data import open_dataset
     from samkit.eval.prompts import evaluate, plot_clicks
 
-    torch.set_num_threads(getattr(args, "threads", 1) or 1)
     size = args.size or model.image_size
     data = open_dataset(args.data, size, split="eval", limit=args.limit, images=args.images)
     res = evaluate(model, data, n_clicks=args.clicks, limit=args.limit, progress=True)
@@ -92,18 +91,19 @@ def run_prompts(args: argparse.Namespace, model) -> int:  # type: ignore[no-unty
 
 
 def run_hq(args: argparse.Namespace, model) -> int:  # type: ignore[no-untyped-def]
-    import torch
 
     from samkit.checkpoints import load
     from samkit.data.hqseg import open_hq_dataset
     from samkit.eval.hq import evaluate_hq, plot_examples
 
-    torch.set_num_threads(args.threads)
     size = args.size or model.image_size
     data = open_hq_dataset(args.data, size, limit=args.limit, train=False)
     models = [("model", str(args.model), model)]
     if args.base:
-        models.insert(0, ("base", str(args.base), load(args.base)))
+        models.insert(
+            0,
+            ("base", str(args.base), load(args.base, device=args.device, precision=args.precision)),
+        )
     rows = {}
     for role, name, m in models:
         res = evaluate_hq(m, data, args.limit, args.hq_token_only and m.is_hq, progress=True)

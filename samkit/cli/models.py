@@ -63,13 +63,13 @@ def add_export_onnx(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", default="onnx", help="output folder")
     p.add_argument("--opset", type=int, default=17)
-    model_arg(p)
+    model_arg(p, precision="fp32")
     p.set_defaults(func=cmd_export_onnx)
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from samkit.export.onnx import export_onnx
 
-    enc, dec = export_onnx(load_model(args.model), args.output, opset=args.opset)
+    enc, dec = export_onnx(load_model(args), args.output, opset=args.opset)
     print(f"wrote {enc} and {dec}")
     return 0

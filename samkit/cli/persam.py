@@ -41,7 +41,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     for target in args.targets:
         check_pixels(target)
     check_output_dir(args.output)
-    per = PerSAM(load_model(args.model), finetune=args.finetune, faithful=not args.fixed)
+    per = PerSAM(load_model(args), finetune=args.finetune, faithful=not args.fixed)
     per.fit(args.ref, args.ref_mask)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

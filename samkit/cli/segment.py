@@ -58,7 +58,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.overlay:
         check_output_file(args.overlay, IMAGE_SUFFIXES, "overlay")
     image = load_image(args.image)
-    pred = Predictor(load_model(args.model))
+    pred = Predictor(load_model(args))
     check_aspect_ratio(image.shape[:2], pred.model.image_size)
     pred.set_image(image)
     pts = np.array([p[:2] for p in args.point]) if args.point else None
@@ -136,7 +136,7 @@ def cmd_everything(args: argparse.Namespace) -> int:
         overrides["points_per_side"] = args.points_per_side
     if args.points_per_batch is not None:
         overrides["points_per_batch"] = args.points_per_batch
-    model = load_model(args.model)
+    model = load_model(args)
     check_aspect_ratio(image.shape[:2], model.image_size)
     gen = MaskGenerator.from_preset(model, args.preset, **overrides)
     anns = gen.generate(image)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from samkit.cli.common import model_arg
+from samkit.cli.common import load_model, model_arg
 from samkit.server.limits import Limits
 
 
@@ -77,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     serve(
         args.model,
+        model=load_model(args),
         host=args.host,
         port=args.port,
         data_dir=args.data_dir,

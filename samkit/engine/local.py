@@ -10,12 +10,14 @@ keeps writing after the run is gone. ``workers=0`` annotates in this process (de
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from samkit.engine.modes import ModeSpec
 from samkit.engine.worker import Outcome, Task, Worker
@@ -41,13 +43,31 @@ def _die_with_parent() -> None:
         pass  # not Linux: orphans finish their one image and exit on the closed queue
 
 
-def _init(spec: ModeSpec, threads: int) -> None:
+def _init(spec: ModeSpec, threads: int, gpus: Any) -> None:
+    """Worker start: its threads, and its own GPU when the run is on several (``gpus``: a
+    queue of device indices, one taken per worker)."""
     global _worker
     _die_with_parent()
     import torch
 
     torch.set_num_threads(threads)
+    if gpus is not None:
+        spec = dataclasses.replace(spec, device=f"cuda:{gpus.get()}")
     _worker = Worker(spec)
+
+
+def worker_devices(spec: ModeSpec, workers: int) -> list[str]:
+    """The device of each of ``workers`` local workers: with CUDA, one GPU each (round robin
+    when there are more workers than GPUs), else the spec's device for all."""
+    from samkit.runtime import resolve_device
+
+    dev = resolve_device(spec.device)
+    if dev.type != "cuda" or dev.index is not None:
+        return [str(dev)] * workers
+    import torch
+
+    n = torch.cuda.device_count()
+    return [f"cuda:{i % n}" for i in range(workers)]
 
 
 def _run(task: Task) -> Outcome:
@@ -55,23 +75,33 @@ def _run(task: Task) -> Outcome:
     return _worker.run(task)
 
 
-def run_local(tasks: list[Task], spec: ModeSpec, workers: int) -> Iterator[Outcome]:
-    """Annotate the tasks with ``workers`` processes; yields outcomes as they finish."""
+def run_local(
+    tasks: list[Task], spec: ModeSpec, workers: int, threads: int | None = None
+) -> Iterator[Outcome]:
+    """Annotate the tasks with ``workers`` processes (``threads`` torch threads each, default
+    cores / workers); yields outcomes as they finish."""
     if workers <= 0:
         worker = Worker(spec)
         for t in tasks:
             yield worker.run(t)
         return
     workers = min(workers, max(1, len(tasks)))
-    threads = max(1, available_cores() // workers)
+    threads = threads or max(1, available_cores() // workers)
+    devices = worker_devices(spec, workers)
+    ctx = mp.get_context("spawn")
     pending: deque[Task] = deque(tasks)
     deaths: dict[str, int] = {}
     while pending:
+        gpus = None
+        if devices[0].startswith("cuda:") and len(set(devices)) > 1:
+            gpus = ctx.Queue()
+            for d in devices:
+                gpus.put(int(d.split(":")[1]))
         pool = ProcessPoolExecutor(
             workers,
-            mp_context=mp.get_context("spawn"),
+            mp_context=ctx,
             initializer=_init,
-            initargs=(spec, threads),
+            initargs=(spec, threads, gpus),
         )
         running: dict[Future, Task] = {}
         try:

@@ -30,6 +30,8 @@ MODES = ("everything", "boxes", "personalize")
 @dataclass(frozen=True)
 class ModeSpec:
     """Everything a worker needs to build its annotator (plain values, so it pickles).
+    device / precision: as ``samkit.load`` takes them; a local worker on a multi-GPU machine
+    is given its own ``cuda:N``.
     options: MaskGenerator options (everything), or ref_image / ref_mask / finetune
     (personalize); boxes takes its prompts per image instead. made_with: the record of these
     settings written at the start of each result (``samkit.engine.settings``)."""
@@ -38,6 +40,8 @@ class ModeSpec:
     model: str
     options: dict[str, Any] = field(default_factory=dict)
     made_with: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    precision: str = "fp32"
 
 
 class Annotator(Protocol):
@@ -52,7 +56,7 @@ def build_annotator(spec: ModeSpec) -> Annotator:
 
     if spec.mode not in MODES:
         raise ConfigError(f"unknown mode '{spec.mode}'; choose one of {', '.join(MODES)}")
-    model = samkit.load(spec.model)
+    model = samkit.load(spec.model, device=spec.device, precision=spec.precision)
     if spec.mode == "everything":
         return Everything(model, spec.options)
     if spec.mode == "boxes":

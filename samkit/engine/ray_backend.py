@@ -60,10 +60,17 @@ class _AnnotateActor:
 
 
 def run_ray(
-    tasks: list[Task], spec: ModeSpec, workers: int, address: str | None = None, threads: int = 1
+    tasks: list[Task],
+    spec: ModeSpec,
+    workers: int,
+    address: str | None = None,
+    threads: int = 1,
+    gpus_per_actor: float = 0,
 ) -> Iterator[Outcome]:
     """Annotate the tasks with ``workers`` Ray actors; yields outcomes as rows stream back.
-    Uses the running Ray if there is one, else ``ray.init(address)`` (None: a local Ray)."""
+    Uses the running Ray if there is one, else ``ray.init(address)`` (None: a local Ray).
+    ``gpus_per_actor``: Ray's ``num_gpus`` of each actor (1 on GPU runs: Ray then gives each
+    actor its own device, visible to it as cuda:0)."""
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
@@ -89,6 +96,7 @@ def run_ray(
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(rows)))),
             num_cpus=threads,
+            num_gpus=gpus_per_actor,
             batch_format="numpy",
         )
         for row in ds.iter_rows():

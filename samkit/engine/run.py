@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from samkit.engine.coco import write_coco
 from samkit.engine.collect import ImageItem, collect
-from samkit.engine.local import available_cores, run_local
+from samkit.engine.local import available_cores, run_local, worker_devices
 from samkit.engine.modes import MODES, ModeSpec, load_detections
-from samkit.engine.settings import differences, everything_options, file_sha256, made_with
+from samkit.engine.settings import (
+    differences,
+    everything_options,
+    file_sha256,
+    made_with,
+    settings_key,
+)
 from samkit.engine.store import Store
 from samkit.engine.worker import Outcome, Task
 from samkit.errors import ConfigError, SamkitError
@@ -72,38 +78,68 @@ def annotate(
     coco: str | os.PathLike | None = None,
     progress: bool | None = None,
     force: bool = False,
+    device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> Summary:
     """Annotate every image of ``source`` (a folder, recursively, or a manifest of paths) into
     ``out_dir`` (one SA-1B JSON per image; see ``samkit.engine.store``). Images already done
     with the same model and settings are skipped, so rerunning resumes. Results made with
     other settings are never mixed in: ConfigError naming the difference, or with ``force``
     they are deleted and recomputed. ``options``: MaskGenerator options (everything mode).
-    ``workers``: processes or actors (default: one per core). ``progress``: None shows a bar
-    on a terminal only."""
+    ``workers``: processes or actors (default: one per core, or one per GPU). ``device`` /
+    ``precision`` as ``samkit.load`` takes them (``threads``: torch threads per worker, default
+    cores / workers); local workers get one GPU each, Ray actors
+    ``num_gpus=1``; the precision is part of the recorded settings. ``on_start`` receives one
+    line saying where the work runs. ``progress``: None shows a bar on a terminal only."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
     if address is not None and engine != "ray":
         raise ConfigError("--address is for the ray engine; add --engine ray")
+    from samkit.runtime import resolve
+
+    rt = resolve(device, precision)  # fails here, before any work, on a bad device
     items = collect(source)
     spec, prompts, categories = _mode_spec(
         mode, model, options, detections, ref_image, ref_mask, finetune, items
     )
+    record = {**spec.made_with, "precision": rt.precision}
+    record["key"] = settings_key(record)
+    spec = replace(spec, made_with=record, device=str(rt.device), precision=rt.precision)
     store = Store(out_dir)
     store.remove_temporaries()
     done = _finished(items, store, spec.made_with, force)
     todo = [Task(it, prompts.get(it.file_name, [])) for it in items if it.file_name not in done]
     summary = Summary(total=len(items), skipped=len(items) - len(todo))
-    n = available_cores() if workers is None else workers
+    on_gpu = rt.device.type == "cuda"
+    if workers is not None:
+        n = workers
+    elif on_gpu and rt.device.index is None:
+        import torch
+
+        n = torch.cuda.device_count()
+    else:
+        n = available_cores() if not on_gpu else 1
     if todo:
         if engine == "local":
-            outcomes = run_local(todo, spec, n)
+            if on_start is not None:
+                devices = worker_devices(spec, max(1, n)) if n > 0 else [str(rt.device)]
+                on_start(f"{max(n, 0)} local worker(s) on {', '.join(devices)}, {rt.describe()}")
+            outcomes = run_local(todo, spec, n, threads)
         else:
             from samkit.engine.ray_backend import run_ray
 
-            threads = max(1, available_cores() // max(1, n)) if address is None else 1
-            outcomes = run_ray(todo, spec, max(1, n), address, threads)
+            if threads is None:
+                threads = max(1, available_cores() // max(1, n)) if address is None else 1
+            if on_gpu:  # each actor sees its own GPU as cuda:0
+                spec = replace(spec, device="cuda")
+            if on_start is not None:
+                gpus = ", one GPU each" if on_gpu else ""
+                on_start(f"{max(1, n)} Ray actor(s){gpus}, {rt.describe()}")
+            outcomes = run_ray(todo, spec, max(1, n), address, threads, 1 if on_gpu else 0)
         _consume(outcomes, store, summary, progress)
     store.finish(summary.failures)
     if coco is not None:

@@ -80,15 +80,8 @@ def made_with(
     import samkit
 
     digest = model_sha256(model)
-    what = {
-        "mode": mode,
-        "model": digest or os.path.abspath(os.path.expanduser(model)),
-        "options": options,
-        "inputs": inputs,
-    }
-    key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
-    return {
-        "key": key,
+    record = {
+        "key": "",
         "mode": mode,
         "model": model,
         "model_sha256": digest,
@@ -96,6 +89,23 @@ def made_with(
         "inputs": inputs,
         "samkit": samkit.__version__,
     }
+    record["key"] = settings_key(record)
+    return record
+
+
+def settings_key(record: dict[str, Any]) -> str:
+    """A digest of what makes a result what it is: mode, the weights (their sha256, else the
+    model's absolute path), options, inputs and precision — not the samkit version or the way
+    the model was named."""
+    what = {
+        "mode": record["mode"],
+        "model": record["model_sha256"]
+        or os.path.abspath(os.path.expanduser(str(record["model"]))),
+        "options": record["options"],
+        "inputs": record["inputs"],
+        "precision": record.get("precision", "fp32"),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_made_with(path: Path) -> dict[str, Any] | None:
@@ -137,4 +147,6 @@ def differences(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     ]
     a, b = old.get("inputs") or {}, new["inputs"]
     out += [f"{k}: its file changed" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if old.get("precision", "fp32") != new.get("precision", "fp32"):
+        out.append(f"precision {old.get('precision', 'fp32')} -> {new.get('precision', 'fp32')}")
     return ", ".join(out) or f"settings digest {old.get('key')} -> {new['key']}"

@@ -341,12 +341,15 @@ def serve(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     limits: Limits | None = None,
+    model: Sam | None = None,
 ) -> None:
-    """Load a model and run the app with uvicorn until interrupted."""
+    """Run the app with uvicorn until interrupted, on ``model`` (else ``model_name`` loaded
+    on the default device)."""
     import uvicorn
 
     import samkit
 
-    model = samkit.load(model_name)
+    if model is None:
+        model = samkit.load(model_name)
     app = create_app(model, data_dir, cache_bytes, max_upload_bytes, model_name, limits)
     uvicorn.run(app, host=host, port=port, log_level="info")
