@@ -141,6 +141,9 @@ class Predictor:
             with torch.inference_mode():
                 tensors = []
                 for r in resized:
+                    # A read-only image (an unresized decode) is copied: torch needs writable
+                    # memory to wrap it.
+                    r = r if r.flags.writeable else r.copy()
                     t = torch.as_tensor(r, device=self.device).permute(2, 0, 1)[None]
                     tensors.append(self.model.preprocess(t))
                 feats = self.model.encode(torch.cat(tensors, 0))
