@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from samkit.errors import PromptError, StateError
-from samkit.image_io import ImageLike, load_image
+from samkit.image_io import ImageLike, check_aspect_ratio, load_image
 from samkit.models import fast_decoder
 from samkit.models.sam import ImageFeatures, Sam
 from samkit.transforms import boxes_to_input, coords_to_input, preprocess_shape, resize_image
@@ -134,6 +134,8 @@ class Predictor:
             raise PromptError("set_images got no images; pass at least one")
         out: list[ImageEmbedding] = []
         s = self.model.image_size
+        for a in arrays:
+            check_aspect_ratio(a.shape[:2], s)
         for i in range(0, len(arrays), batch_size):
             chunk = arrays[i : i + batch_size]
             resized = [resize_image(a, s) for a in chunk]

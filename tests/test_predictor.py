@@ -77,3 +77,15 @@ def test_embedding_from_another_model_is_refused(tmp_path, pred, small_cfg) -> N
     other = Predictor(build_sam(small_cfg))
     with pytest.raises(StateError, match="different model"):
         other.set_embedding(ImageEmbedding.load(tmp_path / "e.safetensors"))
+
+
+def test_too_elongated_image_is_a_clear_image_error() -> None:
+    import numpy as np
+    import pytest
+
+    import samkit
+    from samkit.errors import ImageError
+
+    pred = samkit.Predictor(samkit.load("samkit-tiny", device="cpu"))
+    with pytest.raises(ImageError, match="too elongated"):
+        pred.set_image(np.zeros((2, 2000, 3), np.uint8))
