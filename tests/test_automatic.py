@@ -380,3 +380,31 @@ def test_boxes_are_the_extremes_of_the_mask_pixels() -> None:
     assert (masks_to_boxes(torch.from_numpy(masks)).numpy() == want).all()
     assert got.dtype == np.int64 and (got == want).all()
     assert (got[5] == 0).all()
+
+
+def test_model_recommended_settings_sit_beneath_the_preset(twins) -> None:
+    ours = twins[1]
+    ours.generator_defaults = {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.6}
+    try:
+        gen = MaskGenerator.from_preset(ours, "default")
+        assert (gen.pred_iou_thresh, gen.stability_score_thresh) == (0.5, 0.6)
+        gen = MaskGenerator.from_preset(ours, "sa1b")  # the preset's own values win
+        assert (gen.pred_iou_thresh, gen.stability_score_thresh) == (0.88, 0.95)
+        gen = MaskGenerator.from_preset(ours, "default", pred_iou_thresh=0.1)
+        assert gen.pred_iou_thresh == 0.1
+        assert MaskGenerator(ours).pred_iou_thresh == 0.88  # the official class's defaults
+    finally:
+        ours.generator_defaults = {}
+
+
+def test_everything_with_no_mask_says_which_thresholds_to_lower(model_file, tmp_path, capsys):  # type: ignore[no-untyped-def]
+    from samkit.cli import main
+
+    img = tmp_path / "scene.png"
+    Image.fromarray(scene()).save(img)
+    rc = main(["everything", str(img), "-o", str(tmp_path / "a.json"), "--model", str(model_file),
+               "--points-per-side", "2", "--pred-iou-thresh", "1.0",
+               "--stability-score-thresh", "1.0", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "no mask passed the filters (pred_iou_thresh 1.0" in err and "--pred-iou-thresh" in err

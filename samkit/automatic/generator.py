@@ -124,10 +124,13 @@ class MaskGenerator:
 
     @classmethod
     def from_preset(cls, model: Sam, name: str, **overrides: Any) -> MaskGenerator:
-        """A generator with a named setting (see ``PRESETS``); keyword arguments override it."""
+        """A generator with a named setting (see ``PRESETS``) on top of the settings the
+        model's checkpoint recommends (``model.generator_defaults``: e.g. lower thresholds for
+        a small model whose IoU predictions run low); keyword arguments override both."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
-        return cls(model, **{**PRESETS[name], **overrides})
+        recommended = getattr(model, "generator_defaults", {}) or {}
+        return cls(model, **{**recommended, **PRESETS[name], **overrides})
 
     # -- public ---------------------------------------------------------------------------
 

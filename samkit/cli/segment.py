@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from samkit.cli.common import (
@@ -109,6 +110,12 @@ def add_everything(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--points-per-side", type=int, help="grid size (overrides the preset)")
     p.add_argument("--points-per-batch", type=int, help="points decoded at once (memory)")
+    p.add_argument(
+        "--pred-iou-thresh", type=float, help="keep masks whose predicted IoU is above this"
+    )
+    p.add_argument(
+        "--stability-score-thresh", type=float, help="keep masks at least this stable (0..1)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     model_arg(p)
     p.set_defaults(func=cmd_everything)
@@ -134,8 +141,9 @@ def cmd_everything(args: argparse.Namespace) -> int:
     overrides: dict = {"output_mode": "coco_rle", "progress": not args.no_progress}
     if args.points_per_side is not None:
         overrides["points_per_side"] = args.points_per_side
-    if args.points_per_batch is not None:
-        overrides["points_per_batch"] = args.points_per_batch
+    for name in ("points_per_batch", "pred_iou_thresh", "stability_score_thresh"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     model = load_model(args)
     check_aspect_ratio(image.shape[:2], model.image_size)
     gen = MaskGenerator.from_preset(model, args.preset, **overrides)
@@ -152,4 +160,16 @@ def cmd_everything(args: argparse.Namespace) -> int:
     if args.overlay:
         overlay_annotations(image, anns).save(args.overlay)
     print(f"{len(anns)} masks -> {args.output}" + (f", {args.overlay}" if args.overlay else ""))
+    if not anns:
+        print(no_masks_hint(gen), file=sys.stderr)
     return 0
+
+
+def no_masks_hint(gen) -> str:  # type: ignore[no-untyped-def]
+    """What to lower when everything mode keeps nothing."""
+    iou, stab = gen.pred_iou_thresh, gen.stability_score_thresh
+    return (
+        f"no mask passed the filters (pred_iou_thresh {iou}, stability_score_thresh {stab}); "
+        f"lower them, e.g. --pred-iou-thresh {round(iou * 0.6, 2)} "
+        f"--stability-score-thresh {round(stab * 0.8, 2)}, or try --preset proposals"
+    )

@@ -79,11 +79,7 @@ class Everything:
 
         opts = {**options, "output_mode": "coco_rle"}
         preset = opts.pop("preset", None)
-        self.generator = (
-            MaskGenerator.from_preset(model, preset, **opts)
-            if preset
-            else MaskGenerator(model, **opts)
-        )
+        self.generator = MaskGenerator.from_preset(model, preset or "default", **opts)
         self.points_per_batch = self.generator.points_per_batch
         self.retries = 0  # out-of-memory retries so far (for the run log)
 

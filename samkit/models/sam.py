@@ -60,6 +60,9 @@ class Sam(nn.Module):
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         self.config = config
+        # MaskGenerator settings that suit these weights (a checkpoint's "samkit_generator"
+        # metadata); ``MaskGenerator.from_preset`` applies them beneath the preset.
+        self.generator_defaults: dict[str, float | int] = {}
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
