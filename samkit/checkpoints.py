@@ -1,9 +1,10 @@
 """Model zoo, downloads and the one checkpoint-loading path.
 
-``load(source)`` accepts a zoo name or a path to an official-layout ``.pth`` (SAM or HQ-SAM) or a
-``.safetensors`` file. The architecture is read off the weights' shapes, so any checkpoint in the
-official layout loads without naming a configuration. ``.pth`` files are opened with
-``torch.load(weights_only=True)``: a pickle that tries to run code is refused, never executed.
+``load(source)`` accepts a zoo name or a path to an official-layout ``.pth`` (SAM, HQ-SAM,
+MobileSAM, Light HQ-SAM) or a ``.safetensors`` file. The architecture is read off the weights'
+shapes, so any checkpoint in the official layout loads without naming a configuration. ``.pth``
+files are opened with ``torch.load(weights_only=True)``: a pickle that tries to run code is
+refused, never executed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 
 from samkit.errors import CheckpointError, ChecksumError
 from samkit.models import CONFIGS, Sam, SamConfig, build_sam
+from samkit.models.tiny_vit import infer_tiny_vit
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -100,6 +103,24 @@ ZOO: dict[str, ZooEntry] = {
             "sam_hq_vit_h.pth",
         ),
         ZooEntry(
+            "vit_t",
+            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+            40_728_226,
+            "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+            "vit_t",
+            "MobileSAM: TinyViT-5M encoder distilled from SAM ViT-H (official; PerSAM's vit_t)",
+            "mobile_sam.pt",
+        ),
+        ZooEntry(
+            "hq_vit_tiny",
+            _HQ + "sam_hq_vit_tiny.pth",
+            42_526_881,
+            "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
+            "hq_vit_tiny",
+            "Light HQ-SAM: MobileSAM's TinyViT with the HQ-SAM head (official)",
+            "sam_hq_vit_tiny.pth",
+        ),
+        ZooEntry(
             "samkit-tiny",
             None,
             None,
@@ -151,7 +172,12 @@ def load(
         if not path.exists():
             names = ", ".join(ZOO)
             raise CheckpointError(f"'{src}' is neither a model name ({names}) nor an existing file")
-    state, meta_config = read_state_dict(path)
+    if path.is_dir():  # a Hugging Face SAM folder (config.json + weights): samkit.hf
+        from samkit.hf import read_hf_folder
+
+        state, meta_config = read_hf_folder(path)
+    else:
+        state, meta_config = read_state_dict(path)
     if model_type is not None:
         if model_type not in CONFIGS:
             raise CheckpointError(
@@ -174,7 +200,10 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], SamConfig | No
     """Read tensors from .safetensors or .pth (weights_only). Returns the state dict and the
     configuration stored in safetensors metadata, if any."""
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; pass the checkpoint file inside it")
+        raise CheckpointError(
+            f"{path} is a folder; pass the checkpoint file inside it (samkit.load also takes a "
+            "Hugging Face SAM folder: config.json + model.safetensors)"
+        )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); download it again")
     with open(path, "rb") as f:
@@ -229,23 +258,33 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], SamConfig | 
             raise bad_config("is not a JSON text of at most 64 KiB")
         try:
             config = SamConfig.from_dict(json.loads(text))
-            for name, value in config.to_dict().items():
-                ok = isinstance(value, (int, float, list)) and not isinstance(value, bool)
-                if name == "hq" and not isinstance(value, bool) or name != "hq" and not ok:
+            d = config.to_dict()
+            tiny = d.pop("tiny_vit")
+            for name, value in [*d.items(), *(tiny or {}).items()]:
+                if name == "hq":
+                    ok = isinstance(value, bool)
+                else:
+                    ok = isinstance(value, (int, float, list)) and not isinstance(value, bool)
+                if not ok:
                     raise TypeError(f"{name} = {value!r}")
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise bad_config(f"is not a valid configuration ({type(e).__name__}: {e})") from None
         # The configuration must describe exactly the tensors in the file. Checked on the
         # meta device (no memory) once the depths match the file, so the build stays small.
-        blocks = {k.split(".")[2] for k in header if k.startswith("image_encoder.blocks.")}
+        blocks = _encoder_depths(header)
         layers = {
             k.split(".")[3] for k in header if k.startswith("mask_decoder.transformer.layers.")
         }
-        if (config.encoder_depth, config.decoder_depth) != (len(blocks), len(layers)):
+        if config.tiny_vit is None:
+            says, depths = f"encoder_depth={config.encoder_depth}", [config.encoder_depth]
+            holds = f"{blocks[0]} encoder blocks" if len(blocks) == 1 else f"{blocks} blocks"
+        else:
+            depths = list(config.tiny_vit.depths)
+            says, holds = f"TinyViT depths={depths}", f"TinyViT stages of {blocks} blocks"
+        if (depths, config.decoder_depth) != (blocks, len(layers)):
             raise bad_config(
-                f"says encoder_depth={config.encoder_depth}, decoder_depth="
-                f"{config.decoder_depth} but the file holds {len(blocks)} encoder blocks and "
-                f"{len(layers)} decoder layers"
+                f"says {says}, decoder_depth={config.decoder_depth} but the file holds "
+                f"{holds} and {len(layers)} decoder layers"
             )
         try:
             with torch.device("meta"):
@@ -265,6 +304,19 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], SamConfig | 
     except (SafetensorError, OSError, ValueError) as e:
         raise unreadable(str(e)) from None
     return state, config
+
+
+def _encoder_depths(keys: Iterable[str]) -> list[int]:
+    """Blocks of the image encoder in a state dict's keys: [N] for a ViT, one per stage for a
+    TinyViT."""
+    vit: set[str] = set()
+    stages: dict[int, set[str]] = {}
+    for k in keys:
+        if k.startswith("image_encoder.blocks."):
+            vit.add(k.split(".")[2])
+        elif m := re.match(r"image_encoder\.layers\.(\d+)\.blocks\.(\d+)\.", k):
+            stages.setdefault(int(m.group(1)), set()).add(m.group(2))
+    return [len(stages[i]) for i in sorted(stages)] if stages else [len(vit)]
 
 
 def _read_pth(path: Path) -> dict[str, torch.Tensor]:
@@ -309,26 +361,26 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
 
 def infer_config(state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> SamConfig:
     """Read the architecture off the tensor shapes of an official-layout state dict."""
-    try:
-        pw = state["image_encoder.patch_embed.proj.weight"]
-        pos = state["image_encoder.pos_embed"]
-        embed_dim, patch = pw.shape[0], pw.shape[2]
-        grid = pos.shape[1]
-        block_ids = sorted(
-            {
-                int(m.group(1))
-                for k in state
-                if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))
-            }
+    tiny = infer_tiny_vit(state)
+    encoder_keys = [k for k in state if k.startswith("image_encoder.")]
+    if tiny is None and encoder_keys and "image_encoder.patch_embed.proj.weight" not in state:
+        raise CheckpointError(
+            f"{path}: samkit does not know this checkpoint's image encoder (its keys begin "
+            f"{', '.join(encoder_keys[:4])}). samkit reads SAM's ViT "
+            "(image_encoder.patch_embed.proj.weight, image_encoder.blocks.N...) and TinyViT as "
+            "in MobileSAM and Light HQ-SAM (image_encoder.layers.0.blocks.0.conv1.c.weight, "
+            "...); other encoders (EfficientSAM, EdgeSAM, SAM 2's Hiera, ...) are not supported"
         )
-        depth = len(block_ids)
-        rel = [state[f"image_encoder.blocks.{i}.attn.rel_pos_h"] for i in block_ids]
-        head_dim = rel[0].shape[1]
-        global_idx = tuple(i for i, r in zip(block_ids, rel) if r.shape[0] == 2 * grid - 1)
-        windowed = [r.shape[0] for i, r in zip(block_ids, rel) if i not in global_idx]
-        window = (windowed[0] + 1) // 2 if windowed else 14
-        mlp_ratio = state["image_encoder.blocks.0.mlp.lin1.weight"].shape[0] / embed_dim
-        prompt_dim = state["image_encoder.neck.0.weight"].shape[0]
+    try:
+        if tiny is not None:
+            # TinyViT weights do not fix the input size; the official models use 1024 px.
+            encoder: dict = {
+                "tiny_vit": tiny["config"],
+                "patch_size": tiny["config"].stride,
+                "prompt_embed_dim": tiny["out_chans"],
+            }
+        else:
+            encoder = _infer_vit(state)
         mask_in = state["prompt_encoder.mask_downscaling.3.weight"].shape[0]
         dec_depth = len(
             {
@@ -346,15 +398,7 @@ def infer_config(state: dict[str, torch.Tensor], path: Path | str = "checkpoint"
             f"It has {len(state)} tensors, e.g. {', '.join(list(state)[:3])}"
         ) from None
     return SamConfig(
-        encoder_embed_dim=embed_dim,
-        encoder_depth=depth,
-        encoder_num_heads=embed_dim // head_dim,
-        encoder_global_attn_indexes=global_idx,
-        image_size=grid * patch,
-        patch_size=patch,
-        window_size=window,
-        mlp_ratio=mlp_ratio,
-        prompt_embed_dim=prompt_dim,
+        **encoder,
         decoder_depth=dec_depth,
         decoder_mlp_dim=dec_mlp,
         mask_in_chans=mask_in,
@@ -362,6 +406,36 @@ def infer_config(state: dict[str, torch.Tensor], path: Path | str = "checkpoint"
         iou_head_hidden_dim=iou_hidden,
         hq="mask_decoder.hf_token.weight" in state,
     )
+
+
+def _infer_vit(state: dict[str, torch.Tensor]) -> dict:
+    """SamConfig fields of a ViT image encoder, from its tensor shapes."""
+    pw = state["image_encoder.patch_embed.proj.weight"]
+    pos = state["image_encoder.pos_embed"]
+    embed_dim, patch = pw.shape[0], pw.shape[2]
+    grid = pos.shape[1]
+    block_ids = sorted(
+        {int(m.group(1)) for k in state if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))}
+    )
+    depth = len(block_ids)
+    rel = [state[f"image_encoder.blocks.{i}.attn.rel_pos_h"] for i in block_ids]
+    head_dim = rel[0].shape[1]
+    global_idx = tuple(i for i, r in zip(block_ids, rel) if r.shape[0] == 2 * grid - 1)
+    windowed = [r.shape[0] for i, r in zip(block_ids, rel) if i not in global_idx]
+    window = (windowed[0] + 1) // 2 if windowed else 14
+    mlp_ratio = state["image_encoder.blocks.0.mlp.lin1.weight"].shape[0] / embed_dim
+    prompt_dim = state["image_encoder.neck.0.weight"].shape[0]
+    return {
+        "encoder_embed_dim": embed_dim,
+        "encoder_depth": depth,
+        "encoder_num_heads": embed_dim // head_dim,
+        "encoder_global_attn_indexes": global_idx,
+        "image_size": grid * patch,
+        "patch_size": patch,
+        "window_size": window,
+        "mlp_ratio": mlp_ratio,
+        "prompt_embed_dim": prompt_dim,
+    }
 
 
 def _load_strict(model: Sam, state: dict[str, torch.Tensor], path: Path, config: SamConfig) -> None:
@@ -388,6 +462,12 @@ def _load_strict(model: Sam, state: dict[str, torch.Tensor], path: Path, config:
 
 def _describe(c: SamConfig) -> str:
     hq = "HQ-SAM" if c.hq else "SAM"
+    if c.tiny_vit is not None:
+        t = c.tiny_vit
+        return (
+            f"{hq} with a TinyViT encoder (widths {list(t.embed_dims)}, depths "
+            f"{list(t.depths)}, {c.image_size} px)"
+        )
     return (
         f"{hq} (width {c.encoder_embed_dim}, depth {c.encoder_depth}, "
         f"{c.image_size} px, global blocks {list(c.encoder_global_attn_indexes)})"

@@ -83,11 +83,15 @@ def model_id(model: Sam) -> str:
     """A short fingerprint of a model's weights, to refuse embeddings made by another model."""
     import hashlib
 
+    enc = model.image_encoder
+    # The ViT's patch-embedding bias (fingerprints of saved embeddings stay valid), else the
+    # neck's first convolution, which every encoder (TinyViT too) has.
+    enc_t = enc.patch_embed.proj.bias if hasattr(enc.patch_embed, "proj") else enc.neck[0].weight
     h = hashlib.sha1()
     for t in (
         model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix,
         model.mask_decoder.mask_tokens.weight,
-        model.image_encoder.patch_embed.proj.bias,
+        enc_t,
     ):
         h.update(t.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]

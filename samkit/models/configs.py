@@ -8,6 +8,7 @@ from samkit.models.image_encoder import ImageEncoderViT
 from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
 from samkit.models.prompt_encoder import PromptEncoder
 from samkit.models.sam import Sam
+from samkit.models.tiny_vit import MOBILE_SAM, TinyViT, TinyViTConfig, build_tiny_vit_encoder
 from samkit.models.transformer import TwoWayTransformer
 
 
@@ -31,16 +32,27 @@ class SamConfig:
     num_multimask_outputs: int = 3
     iou_head_hidden_dim: int = 256
     hq: bool = False
+    # A TinyViT image encoder (MobileSAM, Light HQ-SAM) instead of the ViT: the encoder_*,
+    # window_size and mlp_ratio fields above are then unused, and patch_size is its stride.
+    tiny_vit: TinyViTConfig | None = None
+
+    @property
+    def encoder(self) -> str:
+        """The image encoder's kind: "vit" (SAM's) or "tiny_vit"."""
+        return "vit" if self.tiny_vit is None else "tiny_vit"
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["encoder_global_attn_indexes"] = list(self.encoder_global_attn_indexes)
+        d["tiny_vit"] = None if self.tiny_vit is None else self.tiny_vit.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SamConfig:
         d = dict(d)
         d["encoder_global_attn_indexes"] = tuple(d["encoder_global_attn_indexes"])
+        if d.get("tiny_vit") is not None:
+            d["tiny_vit"] = TinyViTConfig.from_dict(d["tiny_vit"])
         return cls(**d)
 
 
@@ -79,25 +91,27 @@ CONFIGS: dict[str, SamConfig] = {
 }
 for _name in ("vit_b", "vit_l", "vit_h", "tiny"):
     CONFIGS["hq_" + _name] = replace(CONFIGS[_name], hq=True)
+# MobileSAM (PerSAM's vit_t): TinyViT-5M with SAM's prompt encoder and decoder; Light HQ-SAM
+# adds the HQ head (sam-hq calls it vit_tiny).
+CONFIGS["vit_t"] = SamConfig(tiny_vit=MOBILE_SAM)
+CONFIGS["hq_vit_tiny"] = replace(CONFIGS["vit_t"], hq=True)
 
 
 def build_sam(config: SamConfig | str) -> Sam:
     """Build an untrained SAM (or HQ-SAM) for a configuration or a configuration name."""
     c = CONFIGS[config] if isinstance(config, str) else config
     grid = c.image_size // c.patch_size
-    encoder = ImageEncoderViT(
-        img_size=c.image_size,
-        patch_size=c.patch_size,
-        embed_dim=c.encoder_embed_dim,
-        depth=c.encoder_depth,
-        num_heads=c.encoder_num_heads,
-        mlp_ratio=c.mlp_ratio,
-        out_chans=c.prompt_embed_dim,
-        qkv_bias=True,
-        use_rel_pos=True,
-        window_size=c.window_size,
-        global_attn_indexes=c.encoder_global_attn_indexes,
-    )
+    encoder: ImageEncoderViT | TinyViT
+    if c.tiny_vit is not None:
+        if c.tiny_vit.stride != c.patch_size:
+            raise ValueError(
+                f"patch_size {c.patch_size} must equal the TinyViT's stride {c.tiny_vit.stride}"
+            )
+        encoder = build_tiny_vit_encoder(c.tiny_vit, c.image_size, c.prompt_embed_dim)
+        vit_dim = encoder.interm_dim
+    else:
+        encoder = _build_vit(c)
+        vit_dim = c.encoder_embed_dim
     prompt_encoder = PromptEncoder(
         embed_dim=c.prompt_embed_dim,
         image_embedding_size=(grid, grid),
@@ -117,7 +131,21 @@ def build_sam(config: SamConfig | str) -> Sam:
         iou_head_depth=3,
         iou_head_hidden_dim=c.iou_head_hidden_dim,
     )
-    decoder = (
-        MaskDecoderHQ(vit_dim=c.encoder_embed_dim, **kwargs) if c.hq else MaskDecoder(**kwargs)
-    )
+    decoder = MaskDecoderHQ(vit_dim=vit_dim, **kwargs) if c.hq else MaskDecoder(**kwargs)
     return Sam(encoder, prompt_encoder, decoder, config=c).eval()
+
+
+def _build_vit(c: SamConfig) -> ImageEncoderViT:
+    return ImageEncoderViT(
+        img_size=c.image_size,
+        patch_size=c.patch_size,
+        embed_dim=c.encoder_embed_dim,
+        depth=c.encoder_depth,
+        num_heads=c.encoder_num_heads,
+        mlp_ratio=c.mlp_ratio,
+        out_chans=c.prompt_embed_dim,
+        qkv_bias=True,
+        use_rel_pos=True,
+        window_size=c.window_size,
+        global_attn_indexes=c.encoder_global_attn_indexes,
+    )

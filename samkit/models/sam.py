@@ -12,6 +12,7 @@ from torch import nn
 from samkit.models.image_encoder import ImageEncoderViT
 from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
 from samkit.models.prompt_encoder import PromptEncoder
+from samkit.models.tiny_vit import TinyViT
 from samkit.models.transformer import PersamGuidance
 
 if TYPE_CHECKING:  # configs.py builds Sam, so it cannot be imported here at run time
@@ -46,7 +47,7 @@ class Sam(nn.Module):
 
     def __init__(
         self,
-        image_encoder: ImageEncoderViT,
+        image_encoder: ImageEncoderViT | TinyViT,
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
         pixel_mean: tuple[float, float, float] = PIXEL_MEAN,

@@ -1,0 +1,466 @@
+"""TinyViT image encoder: MobileSAM, Light HQ-SAM (sam-hq ``vit_tiny``) and PerSAM's ``vit_t``.
+
+A convolutional stem and an MBConv stage at 1/4 resolution, then stages of windowed attention
+joined by patch merging, then SAM's neck. For MobileSAM's TinyViT-5M at 1024 px:
+
+    patch_embed  two stride-2 3x3 convs          B x 3 x 1024 x 1024 -> B x 64 x 256 x 256
+    layers.0     2 MBConv, merge                 -> B x 128 x 128 x 128  (B x H x W x C on)
+    layers.1     2 attention blocks (4 heads, 7 x 7 windows), merge   -> B x 64 x 64 x 160
+    layers.2     6 attention blocks (5 heads, 14 x 14), merge, stride 1 -> B x 64 x 64 x 320
+    layers.3     2 attention blocks (10 heads, 7 x 7)
+    neck         as in SAM's ViT                 -> B x 256 x 64 x 64
+
+Parameter and buffer names are the official ones (``tiny_vit_sam.py`` in MobileSAM and sam-hq),
+so ``mobile_sam.pt`` and ``sam_hq_vit_tiny.pth`` load with strict=True. Light HQ-SAM fuses the
+output of ``layers.1`` (B x 64 x 64 x 160) into its decoder, as the ViT models fuse the first
+global block; ``forward_with_interm`` returns it.
+
+Where this differs from the official code, on purpose:
+- The patch merging into the last stage keeps the resolution because it is the last one; the
+  official code decides by width (320, 448 or 576: the last widths of its three variants).
+  Same result for every official model, and TinyViTs of other widths work too.
+- The embedding grid is read off the input, not fixed at 64 x 64.
+- In eval mode each conv + BatchNorm pair runs as one convolution with the BatchNorm folded in,
+  and each attention block's bias table is gathered once. Both are computed when first needed
+  and again only when the weights they come from change; while autograd needs gradients for
+  them they are computed afresh on every call instead (see ``_derived``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samkit.models.common import LayerNorm2d
+from samkit.models.image_encoder import window_partition, window_unpartition
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TinyViTConfig:
+    """Every number of a TinyViT encoder; the defaults are MobileSAM's TinyViT-5M.
+
+    Per-stage tuples: stage 0 is convolutional, so its ``num_heads`` / ``window_sizes`` entries
+    are unused (kept so the tuples line up with ``embed_dims``, as in the official code).
+    """
+
+    embed_dims: tuple[int, ...] = (64, 128, 160, 320)
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (2, 4, 5, 10)
+    window_sizes: tuple[int, ...] = (7, 7, 14, 7)
+    mlp_ratio: float = 4.0
+    mbconv_expand_ratio: float = 4.0
+    local_conv_size: int = 3
+    # TinyViT's ImageNet classifier: never run by SAM, but in every official checkpoint.
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        n = len(self.embed_dims)
+        if n < 3 or not (len(self.depths) == len(self.num_heads) == len(self.window_sizes) == n):
+            raise ValueError(
+                "TinyViT needs at least 3 stages and one depth, head count and window size per "
+                f"stage; got embed_dims={self.embed_dims}, depths={self.depths}, "
+                f"num_heads={self.num_heads}, window_sizes={self.window_sizes}"
+            )
+        for dim, heads in zip(self.embed_dims[1:], self.num_heads[1:]):
+            if dim % heads:
+                raise ValueError(f"TinyViT width {dim} is not divisible by {heads} heads")
+
+    @property
+    def interm_dim(self) -> int:
+        """Width of the early features HQ-SAM fuses (the output of stage 1)."""
+        return self.embed_dims[2]
+
+    @property
+    def stride(self) -> int:
+        """Input pixels per embedding cell: 4 from the stem, then 2 per merge but the last."""
+        return 4 * 2 ** (len(self.embed_dims) - 2)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: lists for the per-stage tuples."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TinyViTConfig:
+        d = dict(d)
+        for k in ("embed_dims", "depths", "num_heads", "window_sizes"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+
+MOBILE_SAM = TinyViTConfig()
+
+
+class TinyViT(nn.Module):
+    """The image encoder: stem, stages, neck (and the unused classifier head, for loading)."""
+
+    def __init__(
+        self, config: TinyViTConfig = MOBILE_SAM, img_size: int = 1024, out_chans: int = 256
+    ) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.img_size = img_size
+        dims = c.embed_dims
+        n = len(dims)
+        self.patch_embed = PatchEmbed(3, dims[0])
+        self.layers = nn.ModuleList()
+        for i in range(n):
+            # Every merge halves the grid except the one into the last stage.
+            merge = None
+            if i < n - 1:
+                merge = PatchMerging(dims[i], dims[i + 1], stride=2 if i < n - 2 else 1)
+            if i == 0:
+                self.layers.append(ConvStage(dims[0], c.depths[0], c.mbconv_expand_ratio, merge))
+            else:
+                self.layers.append(
+                    AttentionStage(
+                        dims[i],
+                        c.depths[i],
+                        c.num_heads[i],
+                        c.window_sizes[i],
+                        c.mlp_ratio,
+                        c.local_conv_size,
+                        merge,
+                    )
+                )
+        self.norm_head = nn.LayerNorm(dims[-1])
+        self.head = nn.Linear(dims[-1], c.num_classes) if c.num_classes > 0 else nn.Identity()
+        self.neck = nn.Sequential(
+            nn.Conv2d(dims[-1], out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    @property
+    def interm_dim(self) -> int:
+        return self.config.interm_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B x 3 x S x S normalised, padded images -> B x out_chans x S/16 x S/16 (S/stride for
+        TinyViTs with other than 4 stages)."""
+        return self.forward_with_interm(x)[0]
+
+    def forward_with_interm(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Like ``forward``, also returning [the B x S/16 x S/16 x embed_dims[2] output of
+        stage 1], the early features HQ-SAM fuses with its decoder features."""
+        # Channels-last convolutions are 2-3x faster on CPUs (depthwise most of all), and the
+        # attention stages' B x H x W x C tokens are channels-last images already.
+        x = self.layers[0](self.patch_embed(x.contiguous(memory_format=torch.channels_last)))
+        interm = []
+        for i, layer in enumerate(self.layers[1:], start=1):
+            x = layer(x)
+            if i == 1:
+                interm.append(x)
+        return self.neck(x.permute(0, 3, 1, 2)).contiguous(), interm
+
+
+def build_tiny_vit_encoder(
+    config: TinyViTConfig = MOBILE_SAM, img_size: int = 1024, out_chans: int = 256
+) -> TinyViT:
+    """A TinyViT image encoder with the official module names (untrained)."""
+    return TinyViT(config, img_size=img_size, out_chans=out_chans)
+
+
+# -- building blocks --------------------------------------------------------------------------
+
+
+class ConvBN(nn.Module):
+    """Bias-free convolution + BatchNorm (official names ``c`` and ``bn``). In eval mode it runs
+    as one convolution with the BatchNorm folded into its weights and bias."""
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        padding: int = 0,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(
+            in_chans, out_chans, kernel_size, stride, padding, groups=groups, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_chans)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the one convolution equal to conv + BatchNorm (running stats),
+        computed in float32 whatever the weights' dtype."""
+        bn, w = self.bn, self.c.weight
+        assert bn.running_var is not None and bn.running_mean is not None
+        scale = bn.weight.float() * torch.rsqrt(bn.running_var.float() + bn.eps)
+        weight = w.float() * scale[:, None, None, None]
+        bias = bn.bias.float() - bn.running_mean.float() * scale
+        return weight.to(w.dtype), bias.to(w.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.bn(self.c(x))
+        bn = self.bn
+        sources = (self.c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        w, b = _derived(self, "_folded", sources, self.folded)
+        c = self.c
+        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+
+
+class GELU(nn.GELU):
+    """Exact GELU that overwrites its input when no gradients are being recorded: the stem and
+    stage 0 work on 64 MB feature maps at 1024 px, and a fresh one per activation costs more
+    (page faults) than the GELU itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return F.gelu(x)
+        return torch.ops.aten.gelu_(x)
+
+
+class PatchEmbed(nn.Module):
+    """Two stride-2 3x3 conv + BN with a GELU between: B x 3 x H x W -> B x C x H/4 x W/4."""
+
+    def __init__(self, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.seq = nn.Sequential(
+            ConvBN(in_chans, embed_dim // 2, 3, 2, 1),
+            GELU(),
+            ConvBN(embed_dim // 2, embed_dim, 3, 2, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.seq(x)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand, 3x3 depthwise, 1x1 project, + input, GELU. B x C x H x W."""
+
+    def __init__(self, dim: int, expand_ratio: float) -> None:
+        super().__init__()
+        hidden = int(dim * expand_ratio)
+        self.conv1 = ConvBN(dim, hidden)
+        self.act1 = GELU()
+        self.conv2 = ConvBN(hidden, hidden, 3, 1, 1, groups=hidden)
+        self.act2 = GELU()
+        self.conv3 = ConvBN(hidden, dim)
+        self.act3 = GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act2(self.conv2(self.act1(self.conv1(x))))
+        return self.act3(self.conv3(y).add_(x))
+
+
+class PatchMerging(nn.Module):
+    """1x1 conv, GELU, depthwise 3x3 conv with ``stride``, GELU, 1x1 conv:
+    B x C x H x W -> B x H/stride x W/stride x C' (the attention stages' layout)."""
+
+    def __init__(self, dim: int, out_dim: int, stride: int = 2) -> None:
+        super().__init__()
+        self.act = GELU()
+        self.conv1 = ConvBN(dim, out_dim)
+        self.conv2 = ConvBN(out_dim, out_dim, 3, stride, 1, groups=out_dim)
+        self.conv3 = ConvBN(out_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv2(self.act(self.conv1(x))))
+        return self.conv3(x).permute(0, 2, 3, 1)
+
+
+class ConvStage(nn.Module):
+    """Stage 0: MBConv blocks, then the merge: B x C x H x W -> B x H/2 x W/2 x C'."""
+
+    def __init__(
+        self, dim: int, depth: int, expand_ratio: float, downsample: PatchMerging | None
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(MBConv(dim, expand_ratio) for _ in range(depth))
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return x if self.downsample is None else self.downsample(x)
+
+
+class AttentionStage(nn.Module):
+    """TinyViT blocks, then the merge (if any): B x H x W x C -> B x H' x W' x C'."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        local_conv_size: int,
+        downsample: PatchMerging | None,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            TinyViTBlock(dim, num_heads, window_size, mlp_ratio, local_conv_size)
+            for _ in range(depth)
+        )
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return x if self.downsample is None else self.downsample(x.permute(0, 3, 1, 2))
+
+
+class TinyViTBlock(nn.Module):
+    """Windowed attention, a depthwise conv between attention and MLP, then the MLP, each with
+    its own LayerNorm inside (official layout). B x H x W x C -> same."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 4.0,
+        local_conv_size: int = 3,
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.attn = WindowAttention(dim, num_heads, window_size)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        k = local_conv_size
+        self.local_conv = ConvBN(dim, dim, k, 1, k // 2, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        ws = self.window_size
+        # The official code pads before the attention's LayerNorm, so the zero padding becomes
+        # the norm's bias and takes part in attention as keys: padding here keeps that.
+        windows, pad_hw = window_partition(x, ws)
+        a = self.attn(windows.view(-1, ws * ws, c)).view(-1, ws, ws, c)
+        x = x + window_unpartition(a, ws, pad_hw, (h, w))
+        # B x H x W x C viewed as B x C x H x W is a channels-last tensor: no copy either way.
+        x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return x + self.mlp(x)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside one window with a learned bias per head and per
+    (|dy|, |dx|) offset between query and key (LeViT). (B*nW) x ws*ws x C -> same."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.key_dim = dim // num_heads
+        self.norm = nn.LayerNorm(dim)
+        # Per head, [q | k | v] side by side (not q of all heads, then k, then v).
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        # The official code numbers the offsets in the order it first meets them, which for a
+        # square window is dy * ws + dx.
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
+        yy, xx = torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
+        yy, xx = yy.flatten(), xx.flatten()
+        idxs = (yy[:, None] - yy[None]).abs() * window_size + (xx[:, None] - xx[None]).abs()
+        self.register_buffer("attention_bias_idxs", idxs, persistent=False)
+
+    def bias(self) -> torch.Tensor:
+        """nH x N x N additive attention bias, N = ws * ws."""
+        return self.attention_biases[:, self.attention_bias_idxs]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3, self.key_dim)
+        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each B x nH x N x hd
+        bias = _derived(self, "_bias", (self.attention_biases,), self.bias)
+        if q.device.type == "cpu":
+            # For windows this small, written out is ~1.4x faster than SDPA's CPU kernel (which
+            # scans the mask on every call); the numbers agree within 1e-6.
+            attn = (q @ k.transpose(-2, -1)).mul_(self.key_dim**-0.5).add_(bias).softmax(-1)
+            x = attn @ v
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    """LayerNorm, fc1, GELU, fc2 (official names)."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.act = GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+def _derived(
+    module: nn.Module, name: str, sources: tuple[torch.Tensor, ...], compute: Callable[[], T]
+) -> T:
+    """``compute()``, kept on ``module`` and reused while ``sources`` are unchanged.
+
+    A change is any in-place update (load_state_dict, an optimiser step: each bumps the tensor's
+    version counter), a move to another device or dtype, or new storage. While autograd needs
+    gradients for the sources the value is computed afresh and not kept.
+    """
+    if torch.is_grad_enabled() and any(t.requires_grad for t in sources):
+        return compute()
+    try:
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
+    except RuntimeError:  # inference tensors have no version counter: nothing safe to key on
+        return compute()
+    key += (torch.is_inference_mode_enabled(),)
+    cached = module.__dict__.get(name)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.no_grad():
+        value = compute()
+    module.__dict__[name] = (key, value)
+    return value
+
+
+# -- reading the architecture off a checkpoint ------------------------------------------------
+
+
+def infer_tiny_vit(state: dict[str, torch.Tensor], prefix: str = "image_encoder.") -> dict | None:
+    """Recognise a TinyViT encoder in an official-layout state dict and read its numbers.
+
+    Returns None when the encoder is not a TinyViT, else ``{"config": TinyViTConfig,
+    "out_chans": neck width}`` (the keyword arguments of ``build_tiny_vit_encoder`` except the
+    image size, which TinyViT weights do not fix; the official models use 1024).
+    """
+    p = prefix
+    if f"{p}layers.0.blocks.0.conv1.c.weight" not in state:
+        return None
+    blocks: dict[int, set[int]] = {}
+    for k in state:
+        if m := re.match(rf"{re.escape(p)}layers\.(\d+)\.blocks\.(\d+)\.", k):
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    conv1 = state[f"{p}layers.0.blocks.0.conv1.c.weight"]
+    dims, heads, windows = [conv1.shape[1]], [], []
+    for i in sorted(blocks)[1:]:
+        biases = state[f"{p}layers.{i}.blocks.0.attn.attention_biases"]  # nH x ws*ws
+        dims.append(state[f"{p}layers.{i}.blocks.0.attn.proj.weight"].shape[0])
+        heads.append(biases.shape[0])
+        windows.append(round(biases.shape[1] ** 0.5))
+    # Stage 0 has no attention; the official models give it stage 1's head width and window.
+    heads.insert(0, max(1, dims[0] // (dims[1] // heads[0])))
+    windows.insert(0, windows[0])
+    fc1 = state[f"{p}layers.1.blocks.0.mlp.fc1.weight"]
+    head = state.get(f"{p}head.weight")
+    config = TinyViTConfig(
+        embed_dims=tuple(dims),
+        depths=tuple(len(blocks[i]) for i in sorted(blocks)),
+        num_heads=tuple(heads),
+        window_sizes=tuple(windows),
+        mlp_ratio=fc1.shape[0] / fc1.shape[1],
+        mbconv_expand_ratio=conv1.shape[0] / conv1.shape[1],
+        local_conv_size=state[f"{p}layers.1.blocks.0.local_conv.c.weight"].shape[-1],
+        num_classes=0 if head is None else head.shape[0],
+    )
+    return {"config": config, "out_chans": state[f"{p}neck.0.weight"].shape[0]}
