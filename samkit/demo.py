@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from samkit.checkpoints import WEIGHTS_DIR, ZOO
 from samkit.eval.metrics import iou
+from samkit.zoo import WEIGHTS_DIR, ZOO
 
 PHOTOS = Path("../shared/data/perseg-examples")
 DEMO_SEED = 2024  # disjoint from the training seeds

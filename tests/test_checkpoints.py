@@ -15,9 +15,10 @@ import pytest
 import torch
 
 import samkit
-from samkit.checkpoints import ZooEntry, download, ensure_downloaded, infer_config, save_safetensors
+from samkit.checkpoints import infer_config, save_safetensors
 from samkit.errors import CheckpointError, ChecksumError
 from samkit.models import CONFIGS, build_sam
+from samkit.zoo import ZooEntry, download, ensure_downloaded
 
 
 def test_official_state_dict_loads_without_naming_a_config(tmp_path, twins, small_cfg) -> None:  # type: ignore[no-untyped-def]
@@ -38,8 +39,15 @@ def test_architecture_is_inferred_from_official_shapes(name) -> None:  # type: i
 
 
 def test_other_sizes_are_inferred(small_cfg) -> None:  # type: ignore[no-untyped-def]
-    cfg = replace(small_cfg, image_size=512, window_size=8, encoder_depth=3,
-                  encoder_global_attn_indexes=(0, 2), mlp_ratio=2.0, decoder_mlp_dim=512)
+    cfg = replace(
+        small_cfg,
+        image_size=512,
+        window_size=8,
+        encoder_depth=3,
+        encoder_global_attn_indexes=(0, 2),
+        mlp_ratio=2.0,
+        decoder_mlp_dim=512,
+    )
     with torch.device("meta"):
         model = build_sam(cfg)
     assert infer_config(model.state_dict()) == cfg

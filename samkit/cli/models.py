@@ -18,7 +18,7 @@ def add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from samkit.checkpoints import WEIGHTS_DIR, ZOO, cache_dir
+    from samkit.zoo import WEIGHTS_DIR, ZOO, cache_dir
 
     print(f"{'name':<16} {'size':>9}  {'status':<10} description")
     for e in ZOO.values():

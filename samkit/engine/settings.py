@@ -54,7 +54,7 @@ def _plain(v: Any) -> Any:
 def model_sha256(model: str) -> str:
     """sha256 of a model's weights: the published hash of a zoo download, else the file's
     own; "" when there is no single file to hash (the run then fails to load it anyway)."""
-    from samkit.checkpoints import WEIGHTS_DIR, ZOO, sha256_file
+    from samkit.zoo import WEIGHTS_DIR, ZOO, sha256_file
 
     if model in ZOO:
         entry = ZOO[model]
@@ -67,7 +67,7 @@ def model_sha256(model: str) -> str:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    from samkit.checkpoints import sha256_file
+    from samkit.zoo import sha256_file
 
     return sha256_file(Path(path))
 
