@@ -19,7 +19,7 @@ import torch
 
 from samkit.errors import CheckpointError
 from samkit.models import CONFIGS, Sam, SamConfig, build_sam
-from samkit.models.tiny_vit import infer_tiny_vit
+from samkit.models.tiny_vit import TinyViTConfig
 from samkit.zoo import ZOO, ensure_downloaded
 
 
@@ -360,3 +360,42 @@ def save_safetensors(
     meta.update(extra or {})
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(sd, str(path), metadata=meta)
+
+
+def infer_tiny_vit(state: dict[str, torch.Tensor], prefix: str = "image_encoder.") -> dict | None:
+    """Recognise a TinyViT encoder in an official-layout state dict and read its numbers.
+
+    Returns None when the encoder is not a TinyViT, else ``{"config": TinyViTConfig,
+    "out_chans": neck width}`` (the keyword arguments of ``build_tiny_vit_encoder`` except the
+    image size, which TinyViT weights do not fix; the official models use 1024).
+    """
+    p = prefix
+    if f"{p}layers.0.blocks.0.conv1.c.weight" not in state:
+        return None
+    blocks: dict[int, set[int]] = {}
+    for k in state:
+        if m := re.match(rf"{re.escape(p)}layers\.(\d+)\.blocks\.(\d+)\.", k):
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    conv1 = state[f"{p}layers.0.blocks.0.conv1.c.weight"]
+    dims, heads, windows = [conv1.shape[1]], [], []
+    for i in sorted(blocks)[1:]:
+        biases = state[f"{p}layers.{i}.blocks.0.attn.attention_biases"]  # nH x ws*ws
+        dims.append(state[f"{p}layers.{i}.blocks.0.attn.proj.weight"].shape[0])
+        heads.append(biases.shape[0])
+        windows.append(round(biases.shape[1] ** 0.5))
+    # Stage 0 has no attention; the official models give it stage 1's head width and window.
+    heads.insert(0, max(1, dims[0] // (dims[1] // heads[0])))
+    windows.insert(0, windows[0])
+    fc1 = state[f"{p}layers.1.blocks.0.mlp.fc1.weight"]
+    head = state.get(f"{p}head.weight")
+    config = TinyViTConfig(
+        embed_dims=tuple(dims),
+        depths=tuple(len(blocks[i]) for i in sorted(blocks)),
+        num_heads=tuple(heads),
+        window_sizes=tuple(windows),
+        mlp_ratio=fc1.shape[0] / fc1.shape[1],
+        mbconv_expand_ratio=conv1.shape[0] / conv1.shape[1],
+        local_conv_size=state[f"{p}layers.1.blocks.0.local_conv.c.weight"].shape[-1],
+        num_classes=0 if head is None else head.shape[0],
+    )
+    return {"config": config, "out_chans": state[f"{p}neck.0.weight"].shape[0]}

@@ -14,13 +14,13 @@ import pytest
 import torch
 from conftest import perseg_image, synthetic_image
 
+from samkit.checkpoints import infer_tiny_vit
 from samkit.models import MaskDecoder, MaskDecoderHQ, PromptEncoder, Sam, TwoWayTransformer
 from samkit.models.tiny_vit import (
     MOBILE_SAM,
     TinyViT,
     TinyViTConfig,
     build_tiny_vit_encoder,
-    infer_tiny_vit,
 )
 
 TOL = 1e-4
