@@ -165,3 +165,80 @@ def save_label_map_png(labels: np.ndarray, path: str | os.PathLike) -> None:
         raise ValueError(f"{top} labels do not fit a 16-bit PNG (at most 65535)")
     dtype = np.uint8 if top <= 255 else np.uint16
     Image.fromarray(labels.astype(dtype)).save(path)
+
+
+# -- more outputs from one result: COCO polygons, YOLO segmentation, a folder of mask PNGs ---
+
+
+def with_polygons(anns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Annotations with ``segmentation`` as COCO polygons (outer contours, ``mask_to_polygons``)
+    instead of RLE or bool arrays; every other field kept. Feed the result to ``coco_results``
+    or ``coco_dataset`` for COCO polygon files that labelling tools import."""
+    from samkit.masks import annotation_masks
+
+    return [
+        {**a, "segmentation": mask_to_polygons(m)} for a, m in zip(anns, annotation_masks(anns))
+    ]
+
+
+def yolo_lines(anns: Sequence[dict[str, Any]], class_id: int = 0) -> list[str]:
+    """Annotations -> YOLO segmentation label lines, ``class x1 y1 x2 y2 ...`` with coordinates
+    divided by the image width and height (ultralytics' format). YOLO holds one polygon per
+    object: the largest outer contour of each mask; masks with no contour are skipped."""
+    from samkit.masks import annotation_masks
+
+    lines = []
+    for m in annotation_masks(anns):
+        h, w = m.shape
+        polys = mask_to_polygons(m)
+        if not polys:
+            continue
+        xy = np.asarray(max(polys, key=lambda p: _polygon_area(np.asarray(p))), float)
+        xy = xy.reshape(-1, 2) / [w, h]
+        lines.append(" ".join([str(class_id), *(f"{v:.6f}" for v in xy.reshape(-1))]))
+    return lines
+
+
+def _polygon_area(flat: np.ndarray) -> float:
+    x, y = flat[0::2], flat[1::2]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def write_yolo(anns: Sequence[dict[str, Any]], path: str | os.PathLike, class_id: int = 0) -> None:
+    """Write ``yolo_lines`` to a ``.txt`` label file (empty file when there are no masks)."""
+    lines = yolo_lines(anns, class_id)
+    with open(path, "w") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+AMG_METADATA_HEADER = (
+    "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
+    "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
+)
+
+
+def write_mask_folder(anns: Sequence[dict[str, Any]], folder: str | os.PathLike) -> None:
+    """The official ``scripts/amg.py`` folder layout: ``{i}.png`` per mask (255 = object,
+    i from 0) and ``metadata.csv`` with one row per mask under ``AMG_METADATA_HEADER``
+    (bbox and crop_box XYWH, the first input point)."""
+    from pathlib import Path
+
+    from samkit.masks import annotation_masks, save_mask_png
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [AMG_METADATA_HEADER]
+    for i, (a, m) in enumerate(zip(anns, annotation_masks(anns))):
+        save_mask_png(m, out / f"{i}.png")
+        point = a["point_coords"][0] if a.get("point_coords") else ["", ""]
+        row = [
+            i,
+            a["area"],
+            *a["bbox"],
+            *point,
+            a["predicted_iou"],
+            a["stability_score"],
+            *a["crop_box"],
+        ]
+        rows.append(",".join(str(v) for v in row))
+    (out / "metadata.csv").write_text("\n".join(rows))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from samkit.cli import engine, models, persam, segment, serve, train, zero_shot
+from samkit.cli import convert, engine, models, persam, segment, serve, train, zero_shot
 from samkit.cli import eval as eval_cmd
 
 COMMANDS = [
@@ -26,6 +26,7 @@ COMMANDS = [
     zero_shot.add_edges,
     zero_shot.add_proposals,
     zero_shot.add_instances,
+    convert.add_convert,
 ]
 
 

@@ -58,18 +58,79 @@ def add_export_onnx(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export-onnx",
         help="export the image encoder and the prompt decoder to ONNX",
-        description="Write encoder.onnx and decoder.onnx (prompts as inputs) into a folder; "
-        "samkit.export.onnx.OnnxPredictor runs them with onnxruntime.",
+        description="Write encoder.onnx and decoder.onnx into a folder. The decoder has the "
+        "official SamOnnxModel signature (inputs image_embeddings, point_coords, point_labels, "
+        "mask_input, has_mask_input, orig_im_size; outputs masks, iou_predictions, "
+        "low_res_masks), so the official web demo and tools built for it load it; HQ-SAM "
+        "decoders take sam-hq's (interm_embeddings as well). "
+        "samkit.export.onnx.OnnxPredictor runs the folder with onnxruntime.",
     )
     p.add_argument("-o", "--output", default="onnx", help="output folder")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument(
+        "--return-single-mask",
+        action="store_true",
+        help="one mask out, chosen as the official export does (SAM only)",
+    )
+    p.add_argument(
+        "--preprocess",
+        action="store_true",
+        help="the encoder takes an H x W x 3 RGB image (input_image) and resizes, normalises "
+        "and pads it in the graph",
+    )
+    p.add_argument(
+        "--hq-token-only", action="store_true", help="HQ-SAM: the HQ mask alone (sam-hq's option)"
+    )
+    p.add_argument(
+        "--multimask-output",
+        action="store_true",
+        help="HQ-SAM: add the best of SAM's 3 masks instead of the single-mask token",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write encoder.int8.onnx and decoder.int8.onnx (onnxruntime dynamic "
+        "quantization) and print their speed and mask agreement against fp32",
+    )
+    p.add_argument(
+        "--bench-images",
+        nargs="*",
+        default=None,
+        metavar="IMG",
+        help="images for the --int8 comparison (default: the demo's sample images)",
+    )
     model_arg(p, precision="fp32")
     p.set_defaults(func=cmd_export_onnx)
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from samkit.export.onnx import export_onnx
+    from samkit.cli.common import check_output_dir
+    from samkit.export.onnx import export_onnx, quantize_int8
 
-    enc, dec = export_onnx(load_model(args), args.output, opset=args.opset)
+    check_output_dir(args.output)
+    enc, dec = export_onnx(
+        load_model(args),
+        args.output,
+        opset=args.opset,
+        return_single_mask=args.return_single_mask,
+        preprocess=args.preprocess,
+        hq_token_only=args.hq_token_only,
+        multimask_output=args.multimask_output,
+    )
     print(f"wrote {enc} and {dec}")
+    if args.int8:
+        from samkit.export.benchmark import compare_int8
+
+        for path in (enc, dec):
+            q = quantize_int8(path, path.with_suffix(".int8.onnx"))
+            print(f"wrote {q}")
+        if args.bench_images:
+            images = list(args.bench_images)
+        else:
+            from samkit.demo import sample_images
+
+            images = [image for _, image, _ in sample_images()]
+        report = compare_int8(args.output, images, threads=args.threads)
+        print(f"int8 vs fp32 on {len(images)} images (onnxruntime, CPU):")
+        print("\n".join(report.lines()))
     return 0

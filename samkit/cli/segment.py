@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from samkit.cli.common import (
+    check_output_dir,
     check_output_file,
     load_model,
     model_arg,
@@ -86,23 +87,40 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+# What each --format writes: the file suffix it takes, or None for a folder.
+OUTPUT_SUFFIXES = {
+    "sa1b": ".json",
+    "coco": ".json",
+    "polygons": ".json",
+    "yolo": ".txt",
+    "png": ".png",
+    "masks": None,
+}
+
+
 def add_everything(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "everything",
         help="segment everything in an image (automatic mask generation)",
         description="Prompt the model with a grid of points and keep every confident, stable, "
-        "distinct mask. Writes SA-1B JSON (COCO RLE masks), COCO JSON, or a label-map PNG.",
+        "distinct mask. Writes SA-1B JSON, COCO results (RLE or polygons), YOLO labels, a "
+        "label-map PNG or a folder of mask PNGs (--format).",
     )
     p.add_argument("image", help="image file")
     p.add_argument(
-        "-o", "--output", default="anns.json", help="file to write (.json; .png for --format png)"
+        "-o",
+        "--output",
+        default="anns.json",
+        help="file to write (.json; .png for png, .txt for yolo; a folder for masks)",
     )
     p.add_argument(
         "--format",
-        choices=("sa1b", "coco", "png"),
+        choices=tuple(OUTPUT_SUFFIXES),
         default="sa1b",
-        help="sa1b: SA-1B json; coco: COCO results list (pycocotools loadRes); "
-        "png: label map (0 = none, i = mask i)",
+        help="sa1b: SA-1B json; coco: COCO results list (pycocotools loadRes), RLE masks; "
+        "polygons: the same list with COCO polygons; yolo: YOLO segmentation .txt (class 0, "
+        "normalised polygons); png: label map (0 = none, i = mask i); masks: a folder of "
+        "{i}.png masks and metadata.csv (the official amg.py layout)",
     )
     p.add_argument("--overlay", help="also write the image with all masks drawn on it")
     p.add_argument(
@@ -129,12 +147,18 @@ def cmd_everything(args: argparse.Namespace) -> int:
         label_map,
         sa1b_document,
         save_label_map_png,
+        with_polygons,
+        write_mask_folder,
+        write_yolo,
     )
     from samkit.image_io import IMAGE_SUFFIXES, check_aspect_ratio, load_image
     from samkit.masks import annotation_masks, overlay_annotations
 
-    suffix = ".png" if args.format == "png" else ".json"
-    check_output_file(args.output, (suffix,), f"{args.format} output")
+    suffix = OUTPUT_SUFFIXES[args.format]
+    if suffix is None:
+        check_output_dir(args.output)
+    else:
+        check_output_file(args.output, (suffix,), f"{args.format} output")
     if args.overlay:
         check_output_file(args.overlay, IMAGE_SUFFIXES, "overlay")
     image = load_image(args.image)
@@ -155,8 +179,15 @@ def cmd_everything(args: argparse.Namespace) -> int:
         save_label_map_png(label_map(annotation_masks(anns), (h, w)), args.output)
     elif args.format == "sa1b":
         Path(args.output).write_text(json.dumps(sa1b_document(anns, name, w, h)))
-    else:
+    elif args.format == "coco":
         Path(args.output).write_text(json.dumps(coco_results(anns, image_id_for(name))))
+    elif args.format == "polygons":
+        results = coco_results(with_polygons(anns), image_id_for(name))
+        Path(args.output).write_text(json.dumps(results))
+    elif args.format == "yolo":
+        write_yolo(anns, args.output)
+    else:
+        write_mask_folder(anns, args.output)
     if args.overlay:
         overlay_annotations(image, anns).save(args.overlay)
     print(f"{len(anns)} masks -> {args.output}" + (f", {args.overlay}" if args.overlay else ""))
