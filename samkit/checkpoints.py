@@ -66,6 +66,8 @@ def load(
         config = infer_config(state, path)
     model = build_sam(config)
     _load_strict(model, state, path, config)
+    if not path.is_dir():
+        model.generator_defaults = read_generator_defaults(path)
     model = model.to(rt.device).eval()
     if rt.dtype != torch.float32:
         model.set_precision(rt.dtype)
@@ -350,6 +352,49 @@ def _describe(c: SamConfig) -> str:
     )
 
 
+GENERATOR_KEY = "samkit_generator"
+# The generator options a checkpoint may recommend, with their valid ranges.
+_GENERATOR_OPTIONS = {
+    "pred_iou_thresh": (0.0, 1.0),
+    "stability_score_thresh": (0.0, 1.0),
+    "stability_score_offset": (1e-6, 100.0),
+    "box_nms_thresh": (1e-6, 1.0),
+    "points_per_side": (1, 256),
+    "min_mask_region_area": (0, 1e9),
+}
+
+
+def read_generator_defaults(path: Path) -> dict[str, float | int]:
+    """The ``samkit_generator`` metadata of a safetensors file (MaskGenerator settings that
+    suit the weights), validated: known option names, numbers in range; {} for other files."""
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        text = (f.metadata() or {}).get(GENERATOR_KEY)
+    if text is None:
+        return {}
+    try:
+        opts = json.loads(text)
+    except ValueError:
+        opts = None
+    bad = not isinstance(opts, dict) or any(
+        k not in _GENERATOR_OPTIONS
+        or isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not _GENERATOR_OPTIONS[k][0] <= v <= _GENERATOR_OPTIONS[k][1]
+        for k, v in (opts or {}).items()
+    )
+    if bad:
+        raise CheckpointError(
+            f"{path} has a '{GENERATOR_KEY}' metadata entry that is not a JSON object of "
+            f"generator options ({', '.join(_GENERATOR_OPTIONS)}) with values in range; fix or "
+            "remove that entry"
+        )
+    return dict(opts)
+
+
 def save_safetensors(
     model: Sam, path: str | os.PathLike, extra: dict[str, str] | None = None
 ) -> None:
@@ -357,6 +402,8 @@ def save_safetensors(
     from safetensors.torch import save_file
 
     meta = {"samkit_config": json.dumps(model.config.to_dict())}  # type: ignore[union-attr]
+    if model.generator_defaults:
+        meta[GENERATOR_KEY] = json.dumps(model.generator_defaults)
     meta.update(extra or {})
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(sd, str(path), metadata=meta)

@@ -199,3 +199,26 @@ def test_zoo_entry_downloads_into_samkit_home(tmp_path, server, monkeypatch) -> 
     e = ZooEntry("t", url, len(h.payload), _sha(h.payload)[:8], "vit_b", "test", "t.pth")
     p = ensure_downloaded(e, progress=False)
     assert p == tmp_path / "home" / "t.pth" and p.read_bytes() == h.payload
+
+
+def test_recommended_generator_settings_travel_in_the_safetensors_metadata(tmp_path) -> None:
+    import json as _json
+
+    import pytest as _pytest
+    from safetensors.torch import load_file, save_file
+
+    import samkit
+    from samkit.errors import CheckpointError
+    from samkit.models import build_sam
+
+    model = build_sam("tiny")
+    model.generator_defaults = {"pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}
+    path = tmp_path / "m.safetensors"
+    save_safetensors(model, path)
+    loaded = samkit.load(str(path), device="cpu")
+    assert loaded.generator_defaults == {"pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}
+    bad = tmp_path / "bad.safetensors"
+    meta = {"samkit_config": _json.dumps(model.config.to_dict())}
+    save_file(load_file(str(path)), str(bad), metadata={**meta, "samkit_generator": '{"x": 1}'})
+    with _pytest.raises(CheckpointError, match="'samkit_generator' metadata entry"):
+        samkit.load(str(bad), device="cpu")
