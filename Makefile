@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean-venv system-deps
+.PHONY: demo test test-slow lint bench clean-venv system-deps vendor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml
 system-deps:
 	bash scripts/system_deps.sh
 
+# onnxruntime-web for the web page's in-browser decoding (npm, pinned and checked; not committed)
+vendor:
+	bash scripts/vendor_ort_web.sh
+
 demo: $(STAMP)
 	$(BIN)/samkit demo
 
 test: $(STAMP) system-deps
+	$(MAKE) vendor
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP) system-deps

@@ -60,7 +60,8 @@ class Runs:
 
     def fit(self, script: str, obj: str) -> PerSAM:
         if (script, obj) not in self.fitted:
-            per = PerSAM(self.model, finetune=script == "persam_f")
+            # The official scripts always answer with a mask: no presence threshold.
+            per = PerSAM(self.model, finetune=script == "persam_f", presence_threshold=None)
             self.fitted[script, obj] = per.fit(image(obj), annotation(obj))
         return self.fitted[script, obj]
 
@@ -254,6 +255,9 @@ def test_cli_personalize_writes_a_mask_and_an_overlay_per_target(tmp_path, capsy
             str(tmp_path),
             "--model",
             str(FIX / "model.safetensors"),
+            "--always",
+            "--precision",  # parity with the official fp32 outputs (auto may pick bf16)
+            "fp32",
         ]
     )
     assert code == 0

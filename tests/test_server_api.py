@@ -51,32 +51,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(folder: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`samkit serve` in a subprocess on ``folder / "data"``, its log in ``folder/server.log``;
+    returns once it answers /api/health."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "samkit", "serve", "--model", str(tiny_model_file(folder))]
+    cmd += ["--port", str(port), "--data-dir", str(folder / "data")]
+    # fp32, as the library's default: answers are compared with it (and "auto" picks bf16 on
+    # CPUs with bf16 units)
+    cmd += ["--precision", "fp32", "--max-upload-mb", str(MAX_UPLOAD_MB), *extra]
+    with open(folder / "server.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/health", timeout=2)
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError((folder / "server.log").read_text()) from None
+            time.sleep(0.2)
+
+
 @contextmanager
 def running_server(folder: Path, *extra: str) -> Iterator[str]:
     """`samkit serve` in a subprocess (``extra``: more options); yields its base URL and stops
     it afterwards."""
-    port = free_port()
-    log = open(folder / "server.log", "wb")
-    cmd = [sys.executable, "-m", "samkit", "serve", "--model", str(tiny_model_file(folder))]
-    cmd += ["--port", str(port), "--data-dir", str(folder / "data")]
-    cmd += ["--max-upload-mb", str(MAX_UPLOAD_MB), *extra]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server(folder, *extra)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url + "/api/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((folder / "server.log").read_text()) from None
-                time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
         proc.wait(10)
-        log.close()
 
 
 def request(method: str, url: str, body: object = None, headers: dict | None = None):  # type: ignore[no-untyped-def]
@@ -103,8 +111,8 @@ def png_file(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def upload(url: str, data: bytes, name: str = "img.png"):  # type: ignore[no-untyped-def]
-    """Multipart upload of one file field."""
+def upload(url: str, data: bytes, name: str = "img.png", path: str = "/api/images"):  # type: ignore[no-untyped-def]
+    """Multipart upload of one file field (to ``path``)."""
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -115,7 +123,7 @@ def upload(url: str, data: bytes, name: str = "img.png"):  # type: ignore[no-unt
         + f"\r\n--{boundary}--\r\n".encode()
     )
     ctype = f"multipart/form-data; boundary={boundary}"
-    return request("POST", url + "/api/images", body, {"content-type": ctype})
+    return request("POST", url + path, body, {"content-type": ctype})
 
 
 def png_mask(b64: str) -> np.ndarray:

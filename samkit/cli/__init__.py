@@ -8,7 +8,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from samkit.cli import convert, engine, models, persam, segment, serve, train, zero_shot
+from samkit.cli import (
+    convert,
+    engine,
+    models,
+    persam,
+    persam_video,
+    segment,
+    serve,
+    train,
+    zero_shot,
+)
 from samkit.cli import eval as eval_cmd
 
 COMMANDS = [
@@ -16,17 +26,18 @@ COMMANDS = [
     segment.add_segment,
     models.add_models,
     persam.add_personalize,
+    persam_video.add_personalize_video,
     train.add_train,
     eval_cmd.add_eval,
     serve.add_serve,
     engine.add_annotate,
     models.add_export_onnx,
+    convert.add_convert,
     train.add_train_hq,
     segment.add_everything,
     zero_shot.add_edges,
     zero_shot.add_proposals,
     zero_shot.add_instances,
-    convert.add_convert,
 ]
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from samkit.cli.common import load_model, model_arg
+from samkit.cli.persam import add_persam_evals
 from samkit.cli.zero_shot import add_eval_kinds
 
 
@@ -30,6 +31,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     model_arg(h, precision="fp32")
     h.set_defaults(func=cmd_eval)
     add_eval_kinds(kinds)
+    add_persam_evals(kinds)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

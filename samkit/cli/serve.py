@@ -22,6 +22,11 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         help="folder for uploaded images, kept across restarts (default: a new temporary folder)",
     )
     p.add_argument(
+        "--folder",
+        help="a folder of images to label, served as a project; read only: annotations are kept "
+        "in --data-dir",
+    )
+    p.add_argument(
         "--cache-mb", type=float, default=512, help="embedding cache limit in MiB (default 512)"
     )
     p.add_argument(
@@ -61,6 +66,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         default=d.decode_slots,
         help=f"uploads decoded and embedded at once (memory; default {d.decode_slots})",
     )
+    g.add_argument(
+        "--max-find-images",
+        type=int,
+        default=d.max_find_images,
+        help="images one 'find this object in every image' (PerSAM) request searches "
+        f"(default {d.max_find_images})",
+    )
     model_arg(p)
     p.set_defaults(func=cmd_serve)
 
@@ -74,6 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_mask_mpix=args.max_mask_mpix,
         max_store_bytes=int(args.max_store_mb * 2**20),
         decode_slots=args.decode_slots,
+        max_find_images=args.max_find_images,
     )
     serve(
         args.model,
@@ -84,5 +97,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cache_bytes=int(args.cache_mb * 2**20),
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         limits=limits,
+        folder=args.folder,
     )
     return 0

@@ -1,5 +1,7 @@
-"""PerSAM and PerSAM-F: one-shot personalization (prior, fine-tuning, the PerSAM class, video)."""
+"""PerSAM and PerSAM-F: personalization from reference masks (prior, fine-tuning, the PerSAM
+class, several objects, video)."""
 
+from samkit.persam.multi import MultiPerSAM, PersonalizedObjects
 from samkit.persam.persam import PerSAM, PersonalizedMask
 
-__all__ = ["PerSAM", "PersonalizedMask"]
+__all__ = ["MultiPerSAM", "PerSAM", "PersonalizedMask", "PersonalizedObjects"]

@@ -7,6 +7,10 @@ decoder pass, then two cascaded refinement passes. PerSAM-F: two learnable weigh
 multimask outputs, fitted on the reference (SAM frozen), positive point only, a box in both
 refinements. By default every step reproduces the official scripts (``faithful=True``); see
 docs/persam.md for the quirks and what ``faithful=False`` changes.
+
+Beyond the official scripts: several references of one object (few-shot: the mean target
+embedding, the union of their location priors) and a presence score, so that an absent object
+gives an empty mask.
 """
 
 from __future__ import annotations
@@ -18,15 +22,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from samkit.errors import ConfigError, ImageError, PromptError, StateError
-from samkit.image_io import ImageLike, check_pixels, load_image
+from samkit.errors import ConfigError, PromptError, StateError
+from samkit.image_io import ImageLike
 from samkit.masks import mask_to_box
 from samkit.models.sam import Sam
 from samkit.models.transformer import PersamGuidance
 from samkit.persam import video
 from samkit.persam.finetune import fit_scale_weights
+from samkit.persam.inputs import read_image, read_reference_mask
 from samkit.persam.prior import (
     attention_prior,
+    mask_cover,
+    pooled_similarity,
     reference_cells,
     select_points,
     similarity_map,
@@ -34,6 +41,10 @@ from samkit.persam.prior import (
 )
 from samkit.predictor import ImageEmbedding, Predictor
 from samkit.transforms import boxes_to_input, coords_to_input
+
+# The default presence threshold: the segmented region must look more like the reference object
+# than the reference's own background does (docs/persam.md, "Absent objects").
+PRESENCE_THRESHOLD = 0.0
 
 
 @dataclass
@@ -50,9 +61,13 @@ class DecoderCall:
 
 @dataclass
 class PersonalizedMask:
-    """mask: bool H x W; score: predicted IoU of the chosen mask; points: P x 2 (x, y) prompt
-    points, positive first, with labels P (1 object, 0 background); similarity: float32 H x W
-    cosine similarity with the target; calls: every decoder pass, in order."""
+    """mask: bool H x W (empty when the object is judged absent); score: predicted IoU of the
+    chosen mask; points: P x 2 (x, y) prompt points, positive first, with labels P (1 object,
+    0 background); similarity: float32 H x W cosine similarity with the target; calls: every
+    decoder pass, in order; presence: how much the segmented region looks like the reference
+    object (1 = like the object, 0 = like the reference's background, -inf for an empty
+    decoder mask); present: presence >= the threshold (always True without a threshold);
+    logits: float32 H x W logits of the chosen mask (before the presence decision)."""
 
     mask: np.ndarray
     score: float
@@ -60,6 +75,9 @@ class PersonalizedMask:
     labels: np.ndarray
     similarity: np.ndarray
     calls: list[DecoderCall] = field(default_factory=list)
+    presence: float = float("inf")
+    present: bool = True
+    logits: np.ndarray | None = None
 
 
 @dataclass
@@ -76,7 +94,9 @@ class _Decoded:
 class PerSAM:
     """One-shot personalised segmentation. ``PerSAM(model).fit(ref_image, ref_mask)``, then
     ``segment(image)``; ``finetune=True`` gives PerSAM-F (``steps`` and ``lr`` of its fit).
-    ``faithful=False`` fixes the official code's quirks (docs/persam.md). After ``fit``:
+    ``faithful=False`` fixes the official code's quirks (docs/persam.md). An object whose
+    ``presence`` falls below ``presence_threshold`` is reported absent with an empty mask; None
+    always answers with a mask, as the official scripts do. After ``fit``:
     ``target_embedding`` (1 x 1 x C), ``target_feat`` (1 x C, normalised) and, for PerSAM-F,
     ``train_call`` (the decoder pass the weights were fitted on) and ``scale_weights``."""
 
@@ -87,6 +107,7 @@ class PerSAM:
         faithful: bool = True,
         steps: int = 1000,
         lr: float = 1e-3,
+        presence_threshold: float | None = PRESENCE_THRESHOLD,
     ) -> None:
         if finetune and model.is_hq:
             raise ConfigError(
@@ -99,38 +120,81 @@ class PerSAM:
         self.faithful = faithful
         self.steps = steps
         self.lr = lr
+        self.presence_threshold = presence_threshold
         self._predictor = Predictor(model)
         self.target_embedding: torch.Tensor | None = None  # 1 x 1 x C
         self.target_feat: torch.Tensor | None = None  # 1 x C, L2-normalised
         self._weights: torch.Tensor | None = None  # 3, PerSAM-F only
         self.train_call: DecoderCall | None = None
+        self._background = 0.0  # the references' background likeness to the target
+        self._shot_feats: list[torch.Tensor] = []  # each reference's 1 x C normalised target
 
     # -- reference ------------------------------------------------------------------------
 
-    def fit(self, ref_image: ImageLike, ref_mask: ImageLike) -> PerSAM:
-        """Learn the target from one image and its mask (path/PIL/array, nonzero = object)."""
-        image = read_image(ref_image, self.faithful)
-        mask_rgb = read_reference_mask(ref_mask, image.shape[:2])
-        grid = self.model.prompt_encoder.image_embedding_size
-        with torch.no_grad():
-            cells = reference_cells(self.model, mask_rgb, grid, self.faithful)
-        emb = self._predictor.set_image(image)
-        with torch.no_grad():
-            self.target_embedding, self.target_feat = target_features(
-                emb.features.embeddings, cells, mean_max=self.finetune
+    def fit(
+        self,
+        ref_image: ImageLike | Sequence[ImageLike],
+        ref_mask: ImageLike | Sequence[ImageLike],
+    ) -> PerSAM:
+        """Learn the target from one image and its mask (path/PIL/array, nonzero = object).
+
+        Few-shot: a list of images and a list of their masks, all of the same object. The
+        target embedding is the mean of each reference's own (so every reference weighs the
+        same, whatever its size); the location prior is the largest of the similarities with
+        each reference's target (the union of their positive priors); PerSAM-F fits its two
+        weights on all references at once."""
+        images = list(ref_image) if isinstance(ref_image, (list, tuple)) else [ref_image]
+        masks = list(ref_mask) if isinstance(ref_mask, (list, tuple)) else [ref_mask]
+        if not images or len(images) != len(masks):
+            raise PromptError(
+                f"give one mask per reference image: got {len(images)} image(s) and "
+                f"{len(masks)} mask(s)"
             )
+        grid = self.model.prompt_encoder.image_embedding_size
+        shots = []
+        for im, m in zip(images, masks):
+            image = read_image(im, self.faithful)
+            mask_rgb = read_reference_mask(m, image.shape[:2])
+            with torch.no_grad():
+                cells = reference_cells(self.model, mask_rgb, grid, self.faithful)
+            emb = self._predictor.set_image(image)
+            with torch.no_grad():
+                target, _ = target_features(emb.features.embeddings, cells, self.finetune)
+            shots.append((emb, mask_rgb, target))
+        target = torch.stack([t for _, _, t in shots]).mean(0)
+        self.target_embedding = target
+        self.target_feat = target[0] / target[0].norm(dim=-1, keepdim=True)
+        self._shot_feats = [t[0] / t[0].norm(dim=-1, keepdim=True) for _, _, t in shots]
+        self._background = float(np.mean([self._background_likeness(e, m) for e, m, _ in shots]))
         if self.finetune:
-            self._fit_weights(emb, mask_rgb)
+            self._fit_weights([(e, m) for e, m, _ in shots])
         return self
 
-    def _fit_weights(self, emb: ImageEmbedding, mask_rgb: np.ndarray) -> None:
-        sim = self._similarity(emb)
-        points, labels = select_points(sim, negative=False)
-        out = self._decode(emb, points, labels, None, None, multimask=True)
-        self.train_call = DecoderCall(points, labels, None, True, False, out.scores)
-        fg = mask_rgb[..., 0] > 0 if self.faithful else mask_rgb.any(axis=2)
-        target = torch.as_tensor(fg, device=self.model.device)
-        self._weights = fit_scale_weights(out.high.clone(), target, self.steps, self.lr)
+    def _background_likeness(self, emb: ImageEmbedding, mask_rgb: np.ndarray) -> float:
+        """Cosine similarity of the target with the mean feature of a reference's background."""
+        grid = tuple(emb.features.embeddings.shape[-2:])
+        s = self.model.image_size
+        with torch.no_grad():
+            fg = torch.as_tensor(mask_rgb.any(axis=2), device=self.model.device)
+            whole = mask_cover(torch.ones_like(fg), grid, emb.input_size, s)  # type: ignore[arg-type]
+            obj = mask_cover(fg, grid, emb.input_size, s)  # type: ignore[arg-type]
+            b = pooled_similarity(emb.features.embeddings, whole - obj, self.target_feat)  # type: ignore[arg-type]
+        return 0.0 if np.isnan(b) else b
+
+    def _fit_weights(self, shots: list[tuple[ImageEmbedding, np.ndarray]]) -> None:
+        logits, targets = [], []
+        for emb, mask_rgb in shots:
+            sim = self._similarity(emb)
+            points, labels = select_points(sim, negative=False)
+            out = self._decode(emb, points, labels, None, None, multimask=True)
+            if not logits:  # the first reference's pass
+                self.train_call = DecoderCall(points, labels, None, True, False, out.scores)
+            fg = mask_rgb[..., 0] > 0 if self.faithful else mask_rgb.any(axis=2)
+            logits.append(out.high.flatten(1))
+            targets.append(torch.as_tensor(fg, device=self.model.device).flatten())
+        self._weights = fit_scale_weights(
+            torch.cat(logits, 1), torch.cat(targets), self.steps, self.lr
+        )
 
     @property
     def scale_weights(self) -> np.ndarray:
@@ -187,21 +251,58 @@ class PerSAM:
         sim = self._similarity(emb)
         if self.finetune:
             points, labels = select_points(sim, negative=False)
-            mask, score, calls = self._cascade_f(emb, points, labels, box)
+            logits, score, calls = self._cascade_f(emb, points, labels, box)
         else:
             points, labels = select_points(sim, negative=True)
-            mask, score, calls = self._cascade(emb, points, labels, sim, box)
-        return PersonalizedMask(mask, score, points, labels, sim.cpu().numpy(), calls)
+            logits, score, calls = self._cascade(emb, points, labels, sim, box)
+        mask = (logits > 0).cpu().numpy()
+        presence = self.presence(emb, mask)
+        present = self.presence_threshold is None or presence >= self.presence_threshold
+        if not present:
+            mask = np.zeros_like(mask)
+        return PersonalizedMask(
+            mask,
+            score,
+            points,
+            labels,
+            sim.cpu().numpy(),
+            calls,
+            presence,
+            present,
+            logits.float().cpu().numpy(),
+        )
+
+    def presence(self, emb: ImageEmbedding, mask: np.ndarray) -> float:
+        """How much the region ``mask`` (bool H x W) of an embedded image looks like the
+        target: (c - b) / (1 - b), c the cosine similarity of the target with the region's mean
+        feature, b the same for the references' background. 1 = like the object, 0 = like the
+        reference's background; -inf for an empty mask."""
+        if not mask.any():
+            return float("-inf")
+        grid = tuple(emb.features.embeddings.shape[-2:])
+        with torch.no_grad():
+            m = torch.as_tensor(mask, device=self.model.device)
+            cover = mask_cover(m, grid, emb.input_size, self.model.image_size)  # type: ignore[arg-type]
+            c = pooled_similarity(emb.features.embeddings, cover, self.target_feat)  # type: ignore[arg-type]
+        b = self._background
+        return (c - b) / (1 - b) if b < 1 - 1e-6 else c - b
 
     def _similarity(self, emb: ImageEmbedding) -> torch.Tensor:
+        """H x W location prior: the similarity with the target, or with several references
+        the largest of their similarities (the union of their positive priors)."""
+        feats = self._shot_feats if len(self._shot_feats) > 1 else [self.target_feat]
         with torch.no_grad():
-            return similarity_map(
-                self.model,
-                emb.features.embeddings,
-                self.target_feat,  # type: ignore[arg-type]
-                emb.input_size,
-                emb.original_size,
-            )
+            sims = [
+                similarity_map(
+                    self.model,
+                    emb.features.embeddings,
+                    f,  # type: ignore[arg-type]
+                    emb.input_size,
+                    emb.original_size,
+                )
+                for f in feats
+            ]
+        return sims[0] if len(sims) == 1 else torch.stack(sims).amax(0)
 
     def _cascade(
         self,
@@ -210,7 +311,7 @@ class PerSAM:
         lbl: np.ndarray,
         sim: torch.Tensor,
         hint: np.ndarray | None,
-    ) -> tuple[np.ndarray, float, list[DecoderCall]]:
+    ) -> tuple[torch.Tensor, float, list[DecoderCall]]:
         """PerSAM: guided first pass (1 mask), refine with its logits, then with box + logits."""
         grid = tuple(emb.features.embeddings.shape[-2:])
         with torch.no_grad():
@@ -230,11 +331,11 @@ class PerSAM:
         box = mask_to_box(out.masks[best])
         out = self._call(calls, emb, pts, lbl, box, out.low[best : best + 1], True)
         best = int(np.argmax(out.scores))
-        return out.masks[best], float(out.scores[best]), calls
+        return out.high[best], float(out.scores[best]), calls
 
     def _cascade_f(
         self, emb: ImageEmbedding, pts: np.ndarray, lbl: np.ndarray, hint: np.ndarray | None
-    ) -> tuple[np.ndarray, float, list[DecoderCall]]:
+    ) -> tuple[torch.Tensor, float, list[DecoderCall]]:
         """PerSAM-F: 3 masks mixed by the learned weights, then two box + logits refinements."""
         w = self._weights
         assert w is not None
@@ -247,7 +348,7 @@ class PerSAM:
         box = mask_to_box(out.masks[best])
         out = self._call(calls, emb, pts, lbl, box, out.low[best : best + 1], True)
         best = int(np.argmax(out.scores))
-        return out.masks[best], float(out.scores[best]), calls
+        return out.high[best], float(out.scores[best]), calls
 
     # -- decoder --------------------------------------------------------------------------
 
@@ -302,62 +403,6 @@ class PerSAM:
             )
             high = self.model.postprocess_masks(low, emb.input_size, emb.original_size)
         return _Decoded(low[0], iou[0].float().cpu().numpy(), high[0])
-
-
-# -- inputs -------------------------------------------------------------------------------
-
-
-def read_image(image: ImageLike, faithful: bool = True) -> np.ndarray:
-    """RGB uint8 H x W x 3. Faithful: files are decoded by OpenCV, as the official scripts do
-    (JPEG decoders differ by +-1); everything else goes through ``samkit.image_io``."""
-    if faithful and isinstance(image, (str, os.PathLike)):
-        import cv2
-
-        check_pixels(image)  # OpenCV decodes whatever it is given: the pixel limit first
-        bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
-        if bgr is not None:
-            return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return load_image(image)
-
-
-def read_reference_mask(mask: ImageLike, size: tuple[int, int]) -> np.ndarray:
-    """The reference mask as the official code sees it: RGB uint8 H x W x 3.
-
-    Files are decoded by OpenCV (a PerSeg palette PNG gives (128, 0, 0) on the object); PIL
-    images are converted to RGB; H x W x 3 uint8 arrays are used as they are; other arrays are
-    binary (nonzero = object) and become 255 in every channel, like a 0/255 PNG.
-    """
-    if isinstance(mask, (str, os.PathLike)):
-        import cv2
-
-        check_pixels(mask, what="reference mask")
-        bgr = cv2.imread(str(mask), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ImageError(f"cannot read the reference mask {mask}: not an image file")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    elif hasattr(mask, "convert"):
-        rgb = np.asarray(mask.convert("RGB"))  # type: ignore[union-attr]
-    else:
-        arr = np.asarray(mask)
-        if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
-            rgb = arr
-        elif arr.ndim == 2:
-            rgb = np.repeat(((arr != 0) * 255).astype(np.uint8)[..., None], 3, axis=2)
-        else:
-            raise ImageError(
-                f"a reference mask must be H x W or H x W x 3 uint8, got shape {arr.shape} "
-                f"dtype {arr.dtype}"
-            )
-    if rgb.shape[:2] != tuple(size):
-        raise ImageError(
-            f"reference mask size {rgb.shape[1]}x{rgb.shape[0]} (WxH) does not match the "
-            f"reference image {size[1]}x{size[0]}; give the mask of this image"
-        )
-    if not rgb.any():
-        raise PromptError(
-            "the reference mask is empty (all zero): mark the object with nonzero pixels"
-        )
-    return np.ascontiguousarray(rgb)
 
 
 __all__ = ["DecoderCall", "PerSAM", "PersonalizedMask", "read_image", "read_reference_mask"]

@@ -125,3 +125,30 @@ def attention_prior(
         g = torch.full((1, 1, gh, gw), float(z.min()), dtype=z.dtype, device=z.device)
         g[..., :vh, :vw] = valid
     return g.sigmoid().unsqueeze(0).flatten(3)
+
+
+def mask_cover(
+    mask: torch.Tensor, grid: tuple[int, int], input_size: tuple[int, int], image_size: int
+) -> torch.Tensor:
+    """How much of each feature cell a binary mask covers: float gh x gw in [0, 1].
+
+    mask: H x W (bool or 0/1) at the original resolution; it is resized to the model's input
+    frame (bilinear), zero-padded like the image and area-pooled onto the grid."""
+    h, w = input_size
+    m = F.interpolate(mask.float()[None, None], size=(h, w), mode="bilinear")
+    m = F.pad(m, (0, image_size - w, 0, image_size - h))
+    return F.adaptive_avg_pool2d(m, grid)[0, 0]
+
+
+def pooled_similarity(
+    embeddings: torch.Tensor, weights: torch.Tensor, target_feat: torch.Tensor
+) -> float:
+    """Cosine similarity of the target with the ``weights``-weighted mean feature of a region.
+
+    embeddings: 1 x C x gh x gw; weights: gh x gw (a cover from ``mask_cover``); target_feat:
+    1 x C. NaN when the weights are all zero (no region)."""
+    total = weights.sum()
+    if float(total) <= 0:
+        return float("nan")
+    feat = (embeddings[0] * weights).sum((1, 2)) / total
+    return float(F.cosine_similarity(feat[None], target_feat, dim=1)[0])

@@ -22,6 +22,8 @@ from samkit.formats import coco_dataset, mask_record, sa1b_document
 from samkit.image_io import max_pixels
 from samkit.models.sam import Sam
 from samkit.server import schemas as S
+from samkit.server.db import Database
+from samkit.server.decoding import decoding_routes
 from samkit.server.limits import (
     BodyLimit,
     Limits,
@@ -29,6 +31,7 @@ from samkit.server.limits import (
     check_mask_pixels,
     check_points,
 )
+from samkit.server.projects import ImageUpload, folder_locator, open_folder, project_routes
 from samkit.server.state import (
     DEFAULT_CACHE_BYTES,
     References,
@@ -49,15 +52,21 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     model_name: str = "",
     limits: Limits | None = None,
+    folder: str | Path | None = None,
 ) -> FastAPI:
-    """The app for one model. Uploaded images are kept under ``data_dir`` (a temporary folder
-    if None); embeddings live in an LRU of at most ``cache_bytes``; request bodies over
-    ``max_upload_bytes`` get 413 before they are read; ``limits`` bound what one request may
-    ask (see ``samkit.server.limits.Limits``)."""
+    """The app for one model. Uploaded images and the labelling database (``server.db``) are
+    kept under ``data_dir`` (a temporary folder if None); ``folder``, if given, is a read-only
+    folder of images served as a project (nothing is written into it); embeddings live in an
+    LRU of at most ``cache_bytes``; request bodies over ``max_upload_bytes`` get 413 before
+    they are read; ``limits`` bound what one request may ask (``server.limits.Limits``)."""
     if data_dir is None:
         data_dir = tempfile.mkdtemp(prefix="samkit-serve-")
     limits = limits or Limits()
     ws = Workspace(model, Path(data_dir), cache_bytes, limits)
+    db = Database(Path(data_dir) / "samkit.sqlite")
+    ws.locate = folder_locator(db)
+    if folder is not None:
+        open_folder(db, Path(folder), model.image_size)
     refs = References()
     app = FastAPI(
         title="samkit",
@@ -66,7 +75,10 @@ def create_app(
     )
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     app.state.workspace = ws
+    app.state.db = db
     _errors(app)
+    app.include_router(project_routes(ws, db, model, limits))
+    app.include_router(decoding_routes(ws, model))
 
     # async: answered on the event loop, never queued behind work in the thread pool
     @app.get("/api/health", tags=["server"])
@@ -119,6 +131,7 @@ def create_app(
     @app.delete("/api/images/{image_id}", status_code=204, tags=["images"])
     def delete_image(image_id: str) -> Response:
         ws.delete_image(image_id)
+        db.delete_image(image_id)
         return Response(status_code=204)
 
     # -- prompts ----------------------------------------------------------------------------
@@ -326,6 +339,7 @@ def _errors(app: FastAPI) -> None:
 
     app.add_exception_handler(_Http, http)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(ImageUpload, reply(415))
     app.add_exception_handler(UnknownId, reply(404))
     app.add_exception_handler(StateError, reply(409))
     app.add_exception_handler(StoreFull, reply(507))
@@ -342,6 +356,7 @@ def serve(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     limits: Limits | None = None,
     model: Sam | None = None,
+    folder: str | None = None,
 ) -> None:
     """Run the app with uvicorn until interrupted, on ``model`` (else ``model_name`` loaded
     on the default device)."""
@@ -351,5 +366,5 @@ def serve(
 
     if model is None:
         model = samkit.load(model_name)
-    app = create_app(model, data_dir, cache_bytes, max_upload_bytes, model_name, limits)
+    app = create_app(model, data_dir, cache_bytes, max_upload_bytes, model_name, limits, folder)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -102,6 +102,8 @@ class Limits:
     max_store_bytes: total bytes of the uploads kept on disk (--max-store-mb).
     decode_slots: uploads decoded and embedded at once; each holds a full-size image in
       memory (--decode-slots).
+    max_find_images: images one "find this object in every image" request searches, each an
+      encoder pass if its embedding is not cached (--max-find-images).
     """
 
     max_points: int = 100
@@ -109,6 +111,7 @@ class Limits:
     max_mask_mpix: float = 1_000
     max_store_bytes: int = 2 * 2**30
     decode_slots: int = 2
+    max_find_images: int = 64
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -170,4 +173,14 @@ def check_mask_pixels(n_masks: int, total_pixels: int, limits: Limits) -> None:
             f"this request sends {n_masks} masks of {total_pixels / 1e6:,.0f} million pixels "
             f"in all, over this server's limit of {limits.max_mask_mpix:,.0f}; send fewer "
             "masks per request or start the server with a larger --max-mask-mpix"
+        )
+
+
+def check_find_images(n: int, limits: Limits) -> None:
+    """LimitError if one PerSAM search covers more than ``limits.max_find_images`` images."""
+    if n > limits.max_find_images:
+        raise LimitError(
+            f"this search covers {n} images; this server searches at most "
+            f"{limits.max_find_images} per request: pass image_ids in batches, or start it "
+            "with a larger --max-find-images"
         )

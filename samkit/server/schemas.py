@@ -101,6 +101,44 @@ class ExportIn(Body):
     items: list[ExportItem]
 
 
+Name = Field(min_length=1, max_length=200)
+Category = Field(min_length=1, max_length=100)
+
+
+class ProjectIn(Body):
+    name: str = Name
+    categories: list[str] = Field([], max_length=1000, description="category labels, in order")
+
+
+class ProjectPatch(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    categories: list[str] | None = Field(None, max_length=1000)
+
+
+class ImagePatch(Body):
+    done: bool = Field(description="the image is fully labelled")
+
+
+class ObjectIn(Body):
+    category: str = Category
+    mask: MaskIn
+    score: float | None = Field(None, description="predicted IoU of the mask, if any")
+
+
+class ObjectPatch(Body):
+    category: str | None = Field(None, min_length=1, max_length=100)
+    mask: MaskIn | None = None
+    score: float | None = None
+
+
+class FindIn(Body):
+    image_id: str = Field(description="the image the reference object is on")
+    mask: MaskIn = Field(description="the reference object's mask")
+    image_ids: list[str] | None = Field(
+        None, description="where to look (default: every other image of the project)"
+    )
+
+
 # -- mask codec -------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,8 @@ class Workspace:
         for stale in self.images_dir.glob("*.part"):  # left by a server that was killed
             stale.unlink(missing_ok=True)
         self.cache = LruCache(cache_bytes)
+        # Files of a read-only source folder, by id (set by the app; see ``server.db``).
+        self.locate: Callable[[str], Path | None] = lambda image_id: None
         self._store_lock = threading.Lock()
         self.store_bytes = sum(
             p.stat().st_size for p in self.images_dir.iterdir() if ID_RE.fullmatch(p.name)
@@ -211,14 +214,19 @@ class Workspace:
         return sorted(p.name for p in self.images_dir.iterdir() if ID_RE.fullmatch(p.name))
 
     def delete_image(self, image_id: str) -> None:
+        """Forget an image; an upload's file is deleted, a source folder is never touched."""
         path = self._existing(image_id)
         self.cache.discard(image_id)
+        if path.parent != self.images_dir:
+            return
         n = path.stat().st_size
         path.unlink()
         self._release(n)
 
     def _existing(self, image_id: str) -> Path:
         path = self.image_path(image_id)
+        if not path.is_file():
+            path = self.locate(image_id) or path
         if not path.is_file():
             raise UnknownId(f"no image with id '{image_id}'; upload it first (POST /api/images)")
         return path
