@@ -25,7 +25,7 @@ from samkit.predictor import ImageEmbedding, Prediction, Predictor
 
 if TYPE_CHECKING:  # imported on first use at run time (they pull in OpenCV, pycocotools, ...)
     from samkit.automatic import MaskGenerator
-    from samkit.persam import PerSAM, PersonalizedMask
+    from samkit.persam import MultiPerSAM, PerSAM, PersonalizedMask, PersonalizedObjects
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,8 @@ _LAZY = {
     "MaskGenerator": "samkit.automatic",
     "PerSAM": "samkit.persam",
     "PersonalizedMask": "samkit.persam",
+    "MultiPerSAM": "samkit.persam",
+    "PersonalizedObjects": "samkit.persam",
 }
 
 
@@ -55,8 +57,10 @@ __all__ = [
     "ImageEmbedding",
     "ImageError",
     "MaskGenerator",
+    "MultiPerSAM",
     "PerSAM",
     "PersonalizedMask",
+    "PersonalizedObjects",
     "Prediction",
     "Predictor",
     "PromptError",

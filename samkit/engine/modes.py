@@ -139,7 +139,8 @@ class Boxes:
 
 class Personalize:
     """PerSAM (or PerSAM-F with finetune) fitted once on the reference; one mask per image.
-    stability_score is null: PerSAM's cascade does not expose the final logits."""
+    stability_score is null: the records keep PerSAM's own presence and score instead of a
+    stability measured on one pass of its cascade."""
 
     def __init__(self, model: Any, ref_image: str, ref_mask: str, finetune: bool = False) -> None:
         from samkit.persam.persam import PerSAM
