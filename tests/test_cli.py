@@ -38,9 +38,25 @@ def test_every_command_has_help() -> None:
 
 def test_segment_writes_mask_overlay_and_json(tmp_path, image_file, model_file, capsys) -> None:  # type: ignore[no-untyped-def]
     out, over = tmp_path / "m.png", tmp_path / "o.png"
-    rc = main(["segment", str(image_file), "--point", "100,70", "--point", "20,20,0",
-               "--box", "50,30,180,120", "--model", str(model_file), "-o", str(out),
-               "--overlay", str(over), "--json"])
+    rc = main(
+        [
+            "segment",
+            str(image_file),
+            "--point",
+            "100,70",
+            "--point",
+            "20,20,0",
+            "--box",
+            "50,30,180,120",
+            "--model",
+            str(model_file),
+            "-o",
+            str(out),
+            "--overlay",
+            str(over),
+            "--json",
+        ]
+    )
     assert rc == 0
     info = json.loads(capsys.readouterr().out)
     mask = np.asarray(Image.open(out))

@@ -64,7 +64,9 @@ def test_sa1b_document_numbers_annotations_from_one_with_a_stable_image_id() -> 
     recs = [mask_record(m, 0.5) for m in _squares()]
     doc = sa1b_document(recs, "dir/photo.jpg", 80, 60)
     assert [a["id"] for a in doc["annotations"]] == [1, 2]
-    assert doc["image"]["image_id"] == image_id_for("dir/photo.jpg") == image_id_for("dir/photo.jpg")
+    assert (
+        doc["image"]["image_id"] == image_id_for("dir/photo.jpg") == image_id_for("dir/photo.jpg")
+    )
     assert image_id_for("dir/photo.jpg") != image_id_for("dir/photo2.jpg")
 
 

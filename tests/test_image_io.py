@@ -25,8 +25,10 @@ def test_exif_rotation_is_applied(tmp_path) -> None:  # type: ignore[no-untyped-
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "1"])
 def test_common_modes_become_rgb_uint8(tmp_path, mode) -> None:  # type: ignore[no-untyped-def]
     base = Image.fromarray((np.arange(30 * 50).reshape(30, 50) % 255).astype(np.uint8))
-    img = base.convert(mode) if mode != "I;16" else Image.fromarray(
-        (np.arange(30 * 50).reshape(30, 50) * 40).astype(np.uint16)
+    img = (
+        base.convert(mode)
+        if mode != "I;16"
+        else Image.fromarray((np.arange(30 * 50).reshape(30, 50) * 40).astype(np.uint16))
     )
     ext = "tiff" if mode == "CMYK" else "png"
     img.save(tmp_path / f"x.{ext}")
@@ -43,8 +45,14 @@ def test_sixteen_bit_keeps_its_range(tmp_path) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.parametrize(
     "arr",
-    [np.zeros((5, 6), np.uint8), np.zeros((5, 6, 1), np.uint8), np.zeros((5, 6, 4), np.uint8),
-     np.ones((5, 6, 3), np.float32), np.ones((5, 6, 3), bool), np.full((5, 6, 3), 999, np.uint16)],
+    [
+        np.zeros((5, 6), np.uint8),
+        np.zeros((5, 6, 1), np.uint8),
+        np.zeros((5, 6, 4), np.uint8),
+        np.ones((5, 6, 3), np.float32),
+        np.ones((5, 6, 3), bool),
+        np.full((5, 6, 3), 999, np.uint16),
+    ],
 )
 def test_arrays_are_accepted(arr) -> None:  # type: ignore[no-untyped-def]
     out = load_image(arr)

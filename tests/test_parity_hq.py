@@ -41,14 +41,19 @@ def test_hq_prompt_matches_official_hq_sam(hq_predictors, prompt, multimask, hq_
     h, w = image.shape[:2]
     kw: dict = {}
     if prompt == "points":
-        kw = dict(point_coords=np.array([[w * 0.5, h * 0.4], [w * 0.2, h * 0.8]]),
-                  point_labels=np.array([1, 0]))
+        kw = dict(
+            point_coords=np.array([[w * 0.5, h * 0.4], [w * 0.2, h * 0.8]]),
+            point_labels=np.array([1, 0]),
+        )
     else:
         kw = dict(box=np.array([w * 0.1, h * 0.15, w * 0.7, h * 0.9]))
     masks, iou, low = po.predict(**kw, multimask_output=multimask, hq_token_only=hq_token_only)
     ours = pk.predict(
-        kw.get("point_coords"), kw.get("point_labels"), kw.get("box"),
-        multimask=multimask, hq_token_only=hq_token_only,
+        kw.get("point_coords"),
+        kw.get("point_labels"),
+        kw.get("box"),
+        multimask=multimask,
+        hq_token_only=hq_token_only,
     )
     assert ours.masks.shape == masks.shape == (1, h, w)  # HQ-SAM: one mask per prompt
     assert np.abs(ours.logits - low).max() <= TOL
