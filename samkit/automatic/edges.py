@@ -147,21 +147,9 @@ def edge_nms_thin(strength: np.ndarray) -> np.ndarray:
 
 
 def _pyedgeeval_nms():  # type: ignore[no-untyped-def]
-    import contextlib
-    import io
-    import warnings
+    from samkit.eval.edges import pyedgeeval
 
-    try:
-        # pyEdgeEval prints a warning about optional .mat readers and imports a deprecated SciPy
-        # path on import: not ours to show.
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from pyEdgeEval.preprocess import fast_nms
-    except ImportError as e:
-        raise ConfigError(
-            f"edge NMS needs pyEdgeEval ({e}); install it with `pip install 'samkit[edges]'` "
-            "(it builds a small C++ extension), or pass edge_nms=False / --no-edge-nms"
-        ) from None
+    (fast_nms,) = pyedgeeval("preprocess", "fast_nms")
     return fast_nms
 
 

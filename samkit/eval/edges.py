@@ -125,20 +125,30 @@ def pair_files(pred_dir: str | Path, gt_dir: str | Path) -> list[tuple[str, Path
     return pairs
 
 
-def _lib():  # type: ignore[no-untyped-def]
+def pyedgeeval(module: str, *names: str) -> tuple:  # type: ignore[type-arg]
+    """``names`` from ``pyEdgeEval.<module>``, imported quietly (pyEdgeEval prints a warning
+    about optional .mat readers and imports a deprecated SciPy path: not ours to show);
+    ConfigError naming the extra to install when it is missing."""
+    import importlib
+
     try:
-        # pyEdgeEval prints a warning about optional .mat readers and imports a deprecated SciPy
-        # path on import: not ours to show.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            from pyEdgeEval.common.binary_label import evaluate_boundaries_threshold_multiple_gts
-            from pyEdgeEval.common.metrics import compute_rec_prec_f1, interpolated_max_scores
+            mod = importlib.import_module(f"pyEdgeEval.{module}")
     except ImportError as e:
         raise ConfigError(
-            f"edge evaluation needs pyEdgeEval ({e}); install it with "
+            f"edge detection and evaluation need pyEdgeEval ({e}); install it with "
             "`pip install 'samkit[edges]'` (it builds a small C++ extension)"
         ) from None
-    return evaluate_boundaries_threshold_multiple_gts, compute_rec_prec_f1, interpolated_max_scores
+    return tuple(getattr(mod, n) for n in names)
+
+
+def _lib():  # type: ignore[no-untyped-def]
+    (evaluate,) = pyedgeeval("common.binary_label", "evaluate_boundaries_threshold_multiple_gts")
+    rec_prec_f1, interpolated_max = pyedgeeval(
+        "common.metrics", "compute_rec_prec_f1", "interpolated_max_scores"
+    )
+    return evaluate, rec_prec_f1, interpolated_max
 
 
 def image_counts(
