@@ -1,15 +1,19 @@
-"""Evaluate the bundled samkit-tiny weights on held-out synthetic scenes, then write the training
-curve (docs/training_curve.png), the model card (samkit/weights/samkit-tiny.md) and
-docs/training.md from runs/tiny.
+"""Finish a samkit-tiny run: evaluate the new weights and the bundled ones on the same three sets
+(real photos, held-out photo-like scenes of unseen sprites and backgrounds, held-out procedural
+scenes), install the new weights when they are better on real photos, and write the training
+curve (docs/training_curve.png), the model card (samkit/weights/samkit-tiny.md) and the
+bundled-model section of docs/training.md.
 
-    .venv/bin/python scripts/finish_tiny.py                            # after training ended
-    .venv/bin/python scripts/finish_tiny.py --export-from runs/tiny/last.pt   # while it runs
+    .venv/bin/python scripts/finish_tiny.py                        # after scripts/train_tiny.sh
+    .venv/bin/python scripts/finish_tiny.py --export-from runs/tiny3/last.pt   # while it runs
+    .venv/bin/python scripts/finish_tiny.py --warm-start SRC DST   # patch-16 -> tiny_p8 weights
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,34 +24,71 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from samkit.checkpoints import load, save_safetensors  # noqa: E402
-from samkit.data.synthetic import SyntheticDataset  # noqa: E402
+from samkit.data import open_dataset  # noqa: E402
 from samkit.eval.prompts import EvalResult, evaluate  # noqa: E402
-from samkit.data import SYNTHETIC_EVAL_SEED  # noqa: E402
 from samkit.models import SamConfig, build_sam  # noqa: E402
 
 WEIGHTS = ROOT / "samkit/weights/samkit-tiny.safetensors"
+OLD = ROOT / "runs/samkit-tiny-p16.safetensors"  # the backup scripts/train_tiny.sh made
+REAL = ROOT.parent / "shared/data/perseg-examples"
 EVAL_SCENES = 100
 CLICKS = 5
+SETS = {  # name -> (--data spec of `samkit eval prompts`, description)
+    "real": (str(REAL), "real photos (PerSeg examples: cat, colorful_sneaker, duck_toy)"),
+    "photo": ("photo", "photo-like scenes, held-out sprites and backgrounds (seed 1000)"),
+    "synthetic": ("synthetic", "procedural scenes (seed 1000)"),
+}
 
 
-def export_from(ck_path: Path, prior_steps: int = 0, prior_wall_s: float = 0.0) -> dict:
-    """prior_*: steps and wall time of the run(s) this one was initialised from (--init)."""
+def export_from(ck_path: Path, dst: Path, prior_steps: int = 0, prior_wall_s: float = 0.0) -> None:
+    """Write a trainer checkpoint's weights to ``dst``; prior_*: steps and wall time of the
+    run(s) this one was initialised from (--init)."""
     ck = torch.load(ck_path, map_location="cpu", weights_only=True)
-    ck["step"] += prior_steps
-    ck["wall_s"] += prior_wall_s
     model = build_sam(SamConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["model"])
-    cfg = ck["train_config"]
     save_safetensors(
         model,
-        WEIGHTS,
+        dst,
         {
-            "samkit_train_steps": str(ck["step"]),
-            "samkit_train_wall_s": f"{ck['wall_s']:.0f}",
-            "samkit_train_command": cfg.get("command", ""),
+            "samkit_train_steps": str(ck["step"] + prior_steps),
+            "samkit_train_wall_s": f"{ck['wall_s'] + prior_wall_s:.0f}",
+            "samkit_train_command": ck["train_config"].get("command", ""),
         },
     )
-    return ck
+
+
+def warm_start(src: Path, dst: Path, config: str = "tiny_p8") -> None:
+    """Resample patch-16 weights to the finer grid of ``config``: the patch kernel is sum-pooled
+    (a flat patch gives the same embedding), the absolute and relative position tables are
+    interpolated to the new grid; every other weight is copied unchanged."""
+    import torch.nn.functional as F
+
+    from samkit.models import CONFIGS
+
+    old = load(src)
+    new = build_sam(CONFIGS[config])
+    sd = dict(old.state_dict())
+    target = new.state_dict()
+    for k, v in sd.items():
+        t = target[k]
+        if v.shape == t.shape:
+            continue
+        if k.endswith("patch_embed.proj.weight"):
+            f = v.shape[-1] // t.shape[-1]
+            sd[k] = F.avg_pool2d(v, f) * f * f
+        elif k.endswith("pos_embed"):
+            g = t.shape[1:3]
+            sd[k] = F.interpolate(
+                v.permute(0, 3, 1, 2), size=g, mode="bicubic", align_corners=False
+            ).permute(0, 2, 3, 1)
+        elif "rel_pos" in k:
+            sd[k] = F.interpolate(v.T[None], size=t.shape[0], mode="linear", align_corners=True)[
+                0
+            ].T
+        else:
+            raise ValueError(f"{k}: no rule to resample {tuple(v.shape)} -> {tuple(t.shape)}")
+    new.load_state_dict(sd, strict=True)
+    save_safetensors(new, dst, {"samkit_warm_start": f"{src.name} resampled to {config}"})
 
 
 def read_history(run: Path) -> list[dict]:
@@ -58,7 +99,23 @@ def read_history(run: Path) -> list[dict]:
     return [recs[k] for k in sorted(recs)]
 
 
-def plot(history: list[dict], res: EvalResult, path: Path) -> None:
+def metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def evaluate_all(path: Path, scenes: int) -> dict[str, EvalResult]:
+    model = load(path)
+    out = {}
+    for name, (spec, _) in SETS.items():
+        data = open_dataset(spec, model.image_size, split="eval", limit=scenes)
+        out[name] = evaluate(model, data, n_clicks=CLICKS, limit=scenes)
+    return out
+
+
+def plot(history: list[dict], results: dict[str, EvalResult], old: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,15 +133,18 @@ def plot(history: list[dict], res: EvalResult, path: Path) -> None:
     ax[1].plot(steps, [h["miou_last"] for h in history], label="last round")
     ax[1].set_ylim(0, 1)
     ax[1].set_xlabel("step")
-    ax[1].set_title("training mIoU (running)")
+    ax[1].set_title("training mIoU (running, mixed scenes)")
     ax[1].legend(fontsize=8)
-    xs = list(range(1, len(res.miou_clicks) + 1))
-    ax[2].plot(xs, res.miou_clicks, marker="o", label="clicks")
-    ax[2].axhline(res.miou_box, color="C1", ls="--", label=f"box {res.miou_box:.3f}")
-    ax[2].scatter([1], [res.miou_1click_best_of_3], color="C2", label="1 click, best of 3")
+    xs = list(range(1, CLICKS + 1))
+    for i, (name, res) in enumerate(results.items()):
+        c = f"C{i}"
+        ax[2].plot(
+            xs, res.miou_clicks, marker="o", color=c, label=f"{name} (box {res.miou_box:.2f})"
+        )
+        ax[2].plot(xs, old[name]["miou_clicks"], ls=":", color=c, alpha=0.7)
     ax[2].set_ylim(0, 1)
     ax[2].set_xlabel("clicks")
-    ax[2].set_title(f"held-out scenes ({res.n_masks} masks)")
+    ax[2].set_title("mIoU per click (dotted: previous model)")
     ax[2].legend(fontsize=8)
     for a in ax:
         a.grid(alpha=0.3)
@@ -93,68 +153,111 @@ def plot(history: list[dict], res: EvalResult, path: Path) -> None:
     plt.close(fig)
 
 
+def table(new: dict[str, dict], old: dict[str, dict]) -> str:
+    rows = [
+        "| set | masks | 1 click (new / old) | 1 click, best of 3 | box | 5 clicks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, (_, desc) in SETS.items():
+        n, o = new[name], old[name]
+        cells = [
+            f"{n[k]:.3f} / {o[k]:.3f}" for k in ("miou_1click", "miou_1click_best_of_3", "miou_box")
+        ] + [f"{n['miou_clicks'][-1]:.3f} / {o['miou_clicks'][-1]:.3f}"]
+        rows.append(f"| {desc} | {n['n_masks']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def commands(weights: str) -> str:
+    real = "../shared/data/perseg-examples"
+    return "\n".join(
+        f"samkit eval prompts {spec} --model {weights} --limit {EVAL_SCENES} --clicks {CLICKS}"
+        for spec in (real, "photo", "synthetic")
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--run", default=str(ROOT / "runs/tiny"))
-    p.add_argument("--export-from", help="export this trainer checkpoint to the bundled weights")
-    p.add_argument("--scenes", type=int, default=EVAL_SCENES, help="held-out scenes to evaluate")
-    p.add_argument("--prior-steps", type=int, default=0, help="steps before --init (continued)")
-    p.add_argument("--prior-wall-s", type=float, default=0.0, help="their wall time (s)")
+    p.add_argument("--run", default=str(ROOT / "runs/tiny3"))
+    p.add_argument("--export-from", help="first export this trainer checkpoint to RUN's weights")
+    p.add_argument("--old", default=str(OLD), help="the previous weights to compare with")
+    p.add_argument("--scenes", type=int, default=EVAL_SCENES, help="held-out scenes per set")
+    p.add_argument("--prior-steps", type=int, default=10663, help="steps of the --init weights")
+    p.add_argument("--prior-wall-s", type=float, default=265 * 60, help="their wall time (s)")
+    p.add_argument("--no-install", action="store_true", help="never replace the bundled weights")
+    p.add_argument(
+        "--warm-start",
+        nargs=2,
+        metavar=("SRC", "DST"),
+        help="only write SRC (patch-16 weights) resampled to the tiny_p8 grid to DST",
+    )
     args = p.parse_args()
+    if args.warm_start:
+        warm_start(Path(args.warm_start[0]), Path(args.warm_start[1]))
+        return 0
     torch.set_num_threads(1)
     run = Path(args.run)
-    ck = None
+    new_path = run / "samkit-tiny.safetensors"
     if args.export_from:
-        ck = export_from(Path(args.export_from), args.prior_steps, args.prior_wall_s)
-    model = load(WEIGHTS)
-    from safetensors import safe_open
-
-    with safe_open(str(WEIGHTS), framework="pt") as f:
-        meta = f.metadata()
-    steps, wall_s = int(meta["samkit_train_steps"]), float(meta["samkit_train_wall_s"])
-    command = meta.get("samkit_train_command", "")
+        export_from(Path(args.export_from), new_path)
     t = time.time()
-    data = SyntheticDataset(seed=SYNTHETIC_EVAL_SEED, size=model.image_size, length=args.scenes)
-    res = evaluate(model, data, n_clicks=CLICKS, progress=False)
+    res = evaluate_all(new_path, args.scenes)
+    new = {k: v.summary() for k, v in res.items()}
+    old = {k: v.summary() for k, v in evaluate_all(Path(args.old), args.scenes).items()}
     eval_s = time.time() - t
-    summary = {"steps": steps, "wall_s": wall_s, **res.summary()}
+    better = (new["real"]["miou_box"] + new["real"]["miou_1click"]) > (
+        old["real"]["miou_box"] + old["real"]["miou_1click"]
+    )
+    meta = metadata(new_path)
+    steps, wall_s = int(meta["samkit_train_steps"]), float(meta["samkit_train_wall_s"])
+    summary = {"steps": steps, "wall_s": wall_s, "better_on_real": better, "new": new, "old": old}
     (run / "eval.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary))
-    history = read_history(run)
-    plot(history, res, ROOT / "docs/training_curve.png")
-    cfg = json.loads((run / "train_config.json").read_text()) if ck is None else ck["train_config"]
-    n_params = sum(p.numel() for p in model.parameters())
+    print(json.dumps(summary, indent=1))
+    print(table(new, old))
+    if not better or args.no_install:
+        print("the new weights are not installed (not better on real photos, or --no-install)")
+        return 0
+    shutil.copy(new_path, WEIGHTS)
+    print(f"installed {new_path} -> {WEIGHTS} (previous weights: {args.old})")
+    plot(read_history(run), res, old, ROOT / "docs/training_curve.png")
+    cfg = json.loads((run / "train_config.json").read_text())
+    model = load(WEIGHTS)
     c = model.config
+    g = c.image_size // c.patch_size
     fill = {
         "steps": steps,
-        "wall_min": f"{wall_s / 60:.0f}",
-        "command": command or "scripts/train_tiny.sh",
-        "n_params": f"{n_params / 1e6:.2f}M",
+        "prior_steps": args.prior_steps,
+        "prior_min": f"{args.prior_wall_s / 60:.0f}",
+        "run_steps": steps,
+        "run_min": f"{wall_s / 60:.0f}",
+        "total_steps": steps + args.prior_steps,
+        "total_min": f"{(wall_s + args.prior_wall_s) / 60:.0f}",
+        "command": meta.get("samkit_train_command") or "scripts/train_tiny.sh",
+        "n_params": f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M",
         "size_mb": f"{WEIGHTS.stat().st_size / 1e6:.1f}",
-        "masks_seen": steps * cfg["images_per_step"] * cfg["masks_per_image"],
         "images_seen": steps * cfg["images_per_step"],
+        "masks_seen": steps * cfg["images_per_step"] * cfg["masks_per_image"],
         "rounds": cfg["rounds"],
-        "n_masks": res.n_masks,
-        "n_images": res.n_images,
-        "m1": f"{res.miou_1click:.3f}",
-        "m1b": f"{res.miou_1click_best_of_3:.3f}",
-        "mbox": f"{res.miou_box:.3f}",
-        "clicks": " | ".join(f"{v:.3f}" for v in res.miou_clicks),
-        "clicks_head": " | ".join(str(i + 1) for i in range(len(res.miou_clicks))),
-        "clicks_sep": " | ".join("---" for _ in res.miou_clicks),
+        "lr": cfg["lr"],
+        "table": table(new, old),
+        "commands": commands("samkit-tiny"),
         "eval_min": f"{eval_s / 60:.1f}",
         "cfg": f"ViT width {c.encoder_embed_dim}, depth {c.encoder_depth}, "
         f"{c.encoder_num_heads} heads, global blocks {list(c.encoder_global_attn_indexes)}, "
-        f"window {c.window_size}, {c.image_size} px input ({c.image_size // c.patch_size} x "
-        f"{c.image_size // c.patch_size} embedding grid, {c.image_size // 4} px low-res masks), "
-        f"prompt/decoder width {c.prompt_embed_dim}, decoder MLP {c.decoder_mlp_dim}",
-        "lr": cfg["lr"],
-        "decay": " and ".join(f"{f:.0%}" for f in cfg.get("decay_at", [])),
+        f"window {c.window_size}, {c.image_size} px input, patch {c.patch_size} ({g} x {g} "
+        f"embedding grid, {4 * g} px low-res masks), prompt/decoder width "
+        f"{c.prompt_embed_dim}, decoder MLP {c.decoder_mlp_dim}",
+        **{
+            f"{s}_{k}": f"{new[s][m]:.3f}"
+            for s in SETS
+            for k, m in (("m1", "miou_1click"), ("box", "miou_box"))
+        },
     }
-    for name, dest in (("card", WEIGHTS.with_suffix(".md")), ("doc", ROOT / "docs/training.md")):
-        tmpl = (ROOT / f"scripts/templates/tiny_{name}.md").read_text()
-        dest.write_text(tmpl.format(**fill))
-        print(f"wrote {dest}")
+    card = WEIGHTS.with_suffix(".md")
+    card.write_text((ROOT / "scripts/templates/tiny_card.md").read_text().format(**fill))
+    doc = ROOT / "docs/training.md"
+    head = doc.read_text().split("## The bundled model: samkit-tiny")[0]
+    doc.write_text(head + (ROOT / "scripts/templates/tiny_doc.md").read_text().format(**fill))
+    print(f"wrote {card}, {doc}, docs/training_curve.png")
     return 0
 
 
