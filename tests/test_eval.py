@@ -84,7 +84,7 @@ def test_click_protocol_feeds_back_logits_and_accumulates_clicks():
     assert p.calls[-1][2] is not None  # the box prompt
 
 
-def test_eval_prompts_command_on_a_mask_folder(tmp_path):
+def test_eval_prompts_command_on_a_mask_folder(tmp_path, capsys):
     from samkit.checkpoints import save_safetensors
     from samkit.cli import main
     from samkit.models import SamConfig, build_sam
@@ -126,3 +126,9 @@ def test_eval_prompts_command_on_a_mask_folder(tmp_path):
     out = json.loads((tmp_path / "r.json").read_text())
     assert out["n_masks"] == 1 and len(out["miou_clicks"]) == 3
     assert 0 <= out["miou_box"] <= 1 and (tmp_path / "r.png").stat().st_size > 1000
+    # A bare --json prints one JSON object on stdout (the readable lines go to stderr).
+    capsys.readouterr()
+    args = ["eval", "prompts", str(tmp_path / "d"), "--model", str(tmp_path / "m.safetensors")]
+    assert main([*args, "--clicks", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n_masks"] == 1 and "miou_box" in printed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from samkit.cli.common import load_model, model_arg
@@ -47,7 +48,13 @@ def add_prompts_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=100, help="images to evaluate (default 100)")
     p.add_argument("--size", type=int, help="synthetic scene size (default: the model's input)")
     p.add_argument("--plot", help="write mIoU against clicks to this PNG")
-    p.add_argument("--json", help="write the summary to this JSON file")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="print one JSON object (metric names as keys) on stdout, or write it to FILE",
+    )
 
 
 def add_hq_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,7 +72,13 @@ def add_hq_arguments(p: argparse.ArgumentParser) -> None:
         help="score the HQ token's mask alone (the official harness does); default: SAM + HQ "
         "(the inference default)",
     )
-    p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="print one JSON object (metric names as keys) on stdout, or write it to FILE",
+    )
     p.add_argument("--plot", help="write a PNG of the first 6 images with every model's masks")
 
 
@@ -78,18 +91,31 @@ def run_prompts(args: argparse.Namespace, model) -> int:  # type: ignore[no-unty
     data = open_dataset(args.data, size, split="eval", limit=args.limit, images=args.images)
     res = evaluate(model, data, n_clicks=args.clicks, limit=args.limit, progress=True)
     summary = {"data": args.data, "model": args.model, **res.summary()}
-    print(
+    say = _reporter(args.json)
+    say(
         f"{res.n_masks} masks on {res.n_images} images: 1-click mIoU {res.miou_1click:.3f} "
         f"(best of 3: {res.miou_1click_best_of_3:.3f}), box mIoU {res.miou_box:.3f}, "
         f"{args.clicks}-click mIoU {res.miou_clicks[-1]:.3f}"
     )
-    print("mIoU per click:", " ".join(f"{v:.3f}" for v in res.miou_clicks))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+    say("mIoU per click: " + " ".join(f"{v:.3f}" for v in res.miou_clicks))
     if args.plot:
         plot_clicks({Path(str(args.model)).stem: res}, args.plot)
-        print(f"plot: {args.plot}")
+        say(f"plot: {args.plot}")
+    _write_json(args.json, summary)
     return 0
+
+
+def _reporter(json_arg: str | None):  # type: ignore[no-untyped-def]
+    """Where the human-readable lines go: stderr when the JSON object takes stdout."""
+    stream = sys.stderr if json_arg == "-" else sys.stdout
+    return lambda line: print(line, file=stream)
+
+
+def _write_json(json_arg: str | None, obj: dict) -> None:
+    if json_arg == "-":
+        print(json.dumps(obj))
+    elif json_arg:
+        Path(json_arg).write_text(json.dumps(obj, indent=1))
 
 
 def run_hq(args: argparse.Namespace, model) -> int:  # type: ignore[no-untyped-def]
@@ -111,16 +137,17 @@ def run_hq(args: argparse.Namespace, model) -> int:  # type: ignore[no-untyped-d
         res = evaluate_hq(m, data, args.limit, args.hq_token_only and m.is_hq, progress=True)
         rows[role] = {"name": name, "hq": m.is_hq, **res.summary()}
     first = next(iter(rows.values()))
-    print(f"{first['n_masks']} masks on {first['n_images']} images of {args.data}, GT-box prompts")
+    say = _reporter(args.json)
+    say(f"{first['n_masks']} masks on {first['n_images']} images of {args.data}, GT-box prompts")
     width = max(len(r["name"]) for r in rows.values())
-    print(f"{'':6} {'model':{width}}  mIoU    mBIoU")
+    say(f"{'':6} {'model':{width}}  mIoU    mBIoU")
     for role, r in rows.items():
-        print(f"{role:6} {r['name']:{width}}  {r['miou']:.4f}  {r['mbiou']:.4f}")
+        say(f"{role:6} {r['name']:{width}}  {r['miou']:.4f}  {r['mbiou']:.4f}")
     if args.plot:
         named = [(Path(name).stem, m) for _, name, m in models]
         plot_examples(named, data, args.plot, hq_token_only=args.hq_token_only)
-        print(f"plot: {args.plot}")
-    if args.json:
-        out = {"data": args.data, "hq_token_only": args.hq_token_only, **rows}
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        say(f"plot: {args.plot}")
+    out = {"data": args.data, "hq_token_only": args.hq_token_only, **rows}
+    out |= {"miou": rows["model"]["miou"], "mbiou": rows["model"]["mbiou"]}
+    _write_json(args.json, out)
     return 0
