@@ -324,3 +324,24 @@ def test_precision_is_part_of_the_settings_and_never_mixed(tmp_path, engine_mode
     with pytest.raises(ConfigError, match="precision fp32 -> bf16"):
         annotate(images, tmp_path / "out", model=str(engine_model), workers=0, options=opts,
                  device="cpu", precision="bf16")  # fmt: skip
+
+
+def test_annotate_exports_yolo_masks_labels_and_polygons(tmp_path, engine_model) -> None:  # type: ignore[no-untyped-def]
+    from pycocotools.coco import COCO
+
+    images = make_collection(tmp_path / "in", n=2, corrupt=False)
+    out = tmp_path / "out"
+    opts = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    annotate(images, out, model=str(engine_model), workers=0, options=opts, device="cpu",
+             exports=["yolo", "masks", "png", "polygons"])  # fmt: skip
+    names = sorted(p.stem for p in out.glob("*.json") if p.name != "coco_polygons.json")
+    assert sorted(p.stem for p in (out / "yolo").glob("*.txt")) == names
+    assert sorted(p.stem for p in (out / "labels").glob("*.png")) == names
+    for n in names:
+        header = (out / "masks" / n / "metadata.csv").read_text().splitlines()[0]
+        assert header.startswith("id,area,bbox_x0")
+    coco = COCO(str(out / "coco_polygons.json"))
+    assert len(coco.getImgIds()) == 2
+    assert all(isinstance(a["segmentation"], list) for a in coco.dataset["annotations"])
+    with pytest.raises(ConfigError, match="unknown export gif"):
+        annotate(images, out, model=str(engine_model), workers=0, exports=["gif"])

@@ -28,6 +28,14 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     model_arg(p)
     p.add_argument("--workers", type=int, help="processes / Ray actors (default: CPU cores)")
     p.add_argument("--coco", metavar="OUT.json", help="also write one COCO dataset JSON")
+    p.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        choices=("yolo", "masks", "png", "polygons"),
+        help="also write OUT/yolo/*.txt, OUT/masks/<name>/ (amg.py layout), OUT/labels/*.png "
+        "or OUT/coco_polygons.json; repeatable",
+    )
     p.add_argument("--detections", metavar="COCO.json", help="boxes mode: COCO detections")
     p.add_argument("--ref", help="personalize mode: the reference image")
     p.add_argument("--ref-mask", help="personalize mode: the reference mask (nonzero = object)")
@@ -79,6 +87,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
         on_start=lambda line: print(f"samkit annotate: {line}", file=sys.stderr),
+        exports=args.export,
     )
     print(summary)
     if summary.failures:

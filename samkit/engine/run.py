@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from samkit.engine.coco import write_coco
 from samkit.engine.collect import ImageItem, collect
+from samkit.engine.exports import check_exports, write_exports
 from samkit.engine.local import available_cores, run_local, worker_devices
 from samkit.engine.modes import MODES, ModeSpec, load_detections
 from samkit.engine.settings import (
@@ -82,6 +83,7 @@ def annotate(
     precision: str = "fp32",
     threads: int | None = None,
     on_start: Callable[[str], None] | None = None,
+    exports: Sequence[str] = (),
 ) -> Summary:
     """Annotate every image of ``source`` (a folder, recursively, or a manifest of paths) into
     ``out_dir`` (one SA-1B JSON per image; see ``samkit.engine.store``). Images already done
@@ -92,7 +94,9 @@ def annotate(
     ``precision`` as ``samkit.load`` takes them (``threads``: torch threads per worker, default
     cores / workers); local workers get one GPU each, Ray actors
     ``num_gpus=1``; the precision is part of the recorded settings. ``on_start`` receives one
-    line saying where the work runs. ``progress``: None shows a bar on a terminal only."""
+    line saying where the work runs. ``exports``: more outputs (``samkit.engine.exports``:
+    yolo, masks, png, polygons).
+    ``progress``: None shows a bar on a terminal only."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
     if engine not in ENGINES:
@@ -102,6 +106,7 @@ def annotate(
     from samkit.runtime import resolve
 
     rt = resolve(device, precision)  # fails here, before any work, on a bad device
+    exports = check_exports(exports)
     items = collect(source)
     spec, prompts, categories = _mode_spec(
         mode, model, options, detections, ref_image, ref_mask, finetune, items
@@ -144,6 +149,8 @@ def annotate(
     store.finish(summary.failures)
     if coco is not None:
         write_coco(items, store, coco, categories, spec.made_with)
+    if exports:
+        write_exports(items, store, out_dir, exports)
     return summary
 
 
