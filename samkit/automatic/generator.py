@@ -11,7 +11,7 @@ Why it is faster than the official generator, with the same outputs:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,12 +147,7 @@ class MaskGenerator:
         segmentation (bool H x W or RLE dict, per output_mode), area (int), bbox (XYWH ints),
         predicted_iou, point_coords ([[x, y]] in pixels), stability_score, crop_box (XYWH).
         """
-        img = load_image(image)
-        if embedding is not None and tuple(embedding.original_size) != img.shape[:2]:
-            raise ConfigError(
-                f"the embedding is of a {embedding.original_size[1]}x{embedding.original_size[0]} "
-                f"image but the image is {img.shape[1]}x{img.shape[0]}; pass the same image"
-            )
+        img = _image_matching(image, embedding)
         # Scratch memory for the decoder, reused batch after batch, released after the image.
         self._workspace: fast_decoder.Workspace | None = fast_decoder.Workspace()
         try:
@@ -181,44 +176,22 @@ class MaskGenerator:
                 f"mask_logits covers the whole image only; crop_n_layers is "
                 f"{self.crop_n_layers}, set it to 0"
             )
-        img = load_image(image)
+        img = _image_matching(image, embedding)
         h, w = img.shape[:2]
-        if embedding is not None and tuple(embedding.original_size) != (h, w):
-            raise ConfigError(
-                f"the embedding is of a {embedding.original_size[1]}x{embedding.original_size[0]} "
-                f"image but the image is {w}x{h}; pass the same image"
-            )
         model = self.model
-        if embedding is not None:
-            self.predictor.set_embedding(embedding)
-            emb = self.predictor.embedding
-            assert emb is not None
-        else:
-            emb = self.predictor.set_image(img)
+        emb = self._embed(img, embedding)
         self.predictor.embedding = None
         workspace = fast_decoder.Workspace()
-        fast = self.predictor.uses_fast_decoder(emb.features)
         chunk = max(1, min(16, _CHUNK_BYTES // (4 * h * w)))
         points = self.point_grids[0] * np.array([[w, h]], dtype=np.float64)
         for i in range(0, len(points), self.points_per_batch):
             pts = points[i : i + self.points_per_batch]
-            coords = coords_to_input(pts, emb.original_size, model.image_size)
-            in_pts = torch.as_tensor(coords, device=model.device)[:, None, :]
-            if fast:
-                dec = fast_decoder.decode_points(
-                    model, emb.features, in_pts[:, 0], workspace=workspace
-                )
-                iou = dec.iou
-            else:
-                in_lbl = torch.ones(len(pts), 1, dtype=torch.int, device=model.device)
-                low_all, iou = model.decode(
-                    emb.features, points=(in_pts, in_lbl), multimask_output=True
-                )
-            n, k = iou.shape
-            iou = iou.flatten().float().cpu().numpy()
+            iou_t, masks_of = self._decode_points(pts, emb, workspace)
+            n, k = iou_t.shape
+            iou = iou_t.flatten().float().cpu().numpy()
             for s in range(0, n * k, chunk):
                 sel = torch.arange(s, min(n * k, s + chunk), device=model.device)
-                low = dec.masks(sel // k, sel % k) if fast else low_all.flatten(0, 1)[sel]
+                low = masks_of(sel)
                 up = model.postprocess_masks(low[:, None], emb.input_size, emb.original_size)
                 idx = sel.cpu().numpy()
                 yield MaskLogits(
@@ -270,12 +243,7 @@ class MaskGenerator:
     ) -> MaskBatch:
         x0, y0, x1, y1 = crop_box
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-        if embedding is not None:  # layer 0 is the whole image
-            self.predictor.set_embedding(embedding)
-            emb = self.predictor.embedding
-            assert emb is not None
-        else:
-            emb = self.predictor.set_image(crop)
+        emb = self._embed(crop, embedding)  # an embedding is given for layer 0 only
         ch, cw = crop.shape[:2]
         points = self.point_grids[layer] * np.array([[cw, ch]], dtype=np.float64)
         b = self.points_per_batch
@@ -298,6 +266,32 @@ class MaskGenerator:
         data.crop_boxes = torch.tensor([crop_box] * len(data), dtype=torch.int64)
         return data
 
+    def _embed(self, image: np.ndarray, embedding: ImageEmbedding | None) -> ImageEmbedding:
+        """The given embedding, or the image encoded now; either becomes the predictor's."""
+        if embedding is None:
+            return self.predictor.set_image(image)
+        self.predictor.set_embedding(embedding)
+        assert self.predictor.embedding is not None
+        return self.predictor.embedding
+
+    def _decode_points(
+        self, points: np.ndarray, emb: ImageEmbedding, workspace: Any
+    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """One positive click per point (N x 2 pixels) -> (N x K IoU predictions, a function
+        from flat indices ``point * K + mask`` to their M x 4h x 4w low-res logits). The fast
+        decoder where it applies, else the model's reference decoder."""
+        model = self.model
+        coords = coords_to_input(points, emb.original_size, model.image_size)
+        # float64 coordinates until the positional encoding, as the official generator.
+        in_pts = torch.as_tensor(coords, device=model.device)[:, None, :]
+        if self.predictor.uses_fast_decoder(emb.features):
+            dec = fast_decoder.decode_points(model, emb.features, in_pts[:, 0], workspace=workspace)
+            k = dec.iou.shape[1]
+            return dec.iou, lambda sel: dec.masks(sel // k, sel % k)
+        in_lbl = torch.ones(len(points), 1, dtype=torch.int, device=model.device)
+        low_all, iou = model.decode(emb.features, points=(in_pts, in_lbl), multimask_output=True)
+        return iou, lambda sel: low_all.flatten(0, 1)[sel]
+
     def _process_batch(
         self,
         points: np.ndarray,
@@ -305,22 +299,7 @@ class MaskGenerator:
         crop_box: list[int],
         orig_size: tuple[int, int],
     ) -> MaskBatch:
-        model = self.model
-        dev = model.device
-        coords = coords_to_input(points, emb.original_size, model.image_size)
-        # float64 coordinates until the positional encoding, as the official generator.
-        in_pts = torch.as_tensor(coords, device=dev)[:, None, :]
-        in_lbl = torch.ones(len(points), 1, dtype=torch.int, device=dev)
-        fast = self.predictor.uses_fast_decoder(emb.features)
-        if fast:
-            dec = fast_decoder.decode_points(
-                model, emb.features, in_pts[:, 0], workspace=self._workspace
-            )
-            iou = dec.iou
-        else:
-            low_all, iou = model.decode(
-                emb.features, points=(in_pts, in_lbl), multimask_output=True
-            )
+        iou, masks_of = self._decode_points(points, emb, self._workspace)
         n, k = iou.shape
         iou = iou.flatten().float()
         pts = torch.as_tensor(points.repeat(k, axis=0))
@@ -338,10 +317,7 @@ class MaskGenerator:
         out = []
         for s in range(0, len(pairs), chunk):
             sel = pairs[s : s + chunk]
-            if fast:
-                low = dec.masks(sel // k, sel % k)
-            else:
-                low = low_all.flatten(0, 1)[sel]
+            low = masks_of(sel)
             out.append(self._masks_from_logits(low, crop_box, orig_size, emb))
         rles = [r for o in out for r in o[0]]
         keep_all = torch.cat([o[1] for o in out]).nonzero().flatten()
@@ -434,6 +410,18 @@ class MaskGenerator:
             data.stability[i].item(),
             data.crop_boxes[i].tolist(),
         )
+
+
+def _image_matching(image: ImageLike, embedding: ImageEmbedding | None) -> np.ndarray:
+    """The image as RGB uint8, checked against the embedding said to be of it."""
+    img = load_image(image)
+    h, w = img.shape[:2]
+    if embedding is not None and tuple(embedding.original_size) != (h, w):
+        eh, ew = embedding.original_size
+        raise ConfigError(
+            f"the embedding is of a {ew}x{eh} image but the image is {w}x{h}; pass the same image"
+        )
+    return img
 
 
 def _box_area(boxes: torch.Tensor) -> torch.Tensor:
