@@ -345,3 +345,12 @@ def test_annotate_exports_yolo_masks_labels_and_polygons(tmp_path, engine_model)
     assert all(isinstance(a["segmentation"], list) for a in coco.dataset["annotations"])
     with pytest.raises(ConfigError, match="unknown export gif"):
         annotate(images, out, model=str(engine_model), workers=0, exports=["gif"])
+
+
+def test_recorded_options_include_the_model_recommended_thresholds() -> None:
+    from samkit.engine.settings import everything_options
+
+    rec = everything_options({}, "samkit-tiny")
+    assert (rec["pred_iou_thresh"], rec["stability_score_thresh"]) == (0.3, 0.5)
+    assert everything_options({"preset": "sa1b"}, "samkit-tiny")["pred_iou_thresh"] == 0.88
+    assert everything_options({})["pred_iou_thresh"] == 0.88

@@ -192,7 +192,7 @@ def _mode_spec(
 ) -> tuple[ModeSpec, dict[str, list[dict[str, Any]]], list[dict[str, Any]] | None]:
     if mode == "everything":
         opts = dict(options or {})
-        record = made_with(mode, model, everything_options(opts), {})
+        record = made_with(mode, model, everything_options(opts, model), {})
         return ModeSpec(mode, model, opts, record), {}, None
     if mode == "boxes":
         if detections is None:

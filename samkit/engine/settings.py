@@ -25,9 +25,10 @@ _NOT_RESULT = ("points_per_batch", "progress", "output_mode")
 _HEAD_BYTES = 64 * 2**10
 
 
-def everything_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The generator options a run uses in full: MaskGenerator's defaults, then the preset,
-    then the given options (ConfigError for an unknown preset)."""
+def everything_options(options: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    """The generator options a run uses in full, in the order ``MaskGenerator.from_preset``
+    applies them: MaskGenerator's defaults, the settings the model's weights recommend, the
+    preset, then the given options (ConfigError for an unknown preset)."""
     from samkit.automatic import MaskGenerator
     from samkit.automatic.options import PRESETS
 
@@ -40,8 +41,25 @@ def everything_options(options: dict[str, Any]) -> dict[str, Any]:
         for name, p in inspect.signature(MaskGenerator.__init__).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
-    full = {**defaults, **PRESETS[preset], **opts}
+    full = {**defaults, **_recommended(model), **PRESETS[preset], **opts}
     return {k: _plain(v) for k, v in sorted(full.items()) if k not in _NOT_RESULT}
+
+
+def _recommended(model: str | None) -> dict[str, Any]:
+    """The generator settings in a model file's metadata (``samkit_generator``), read from its
+    header; {} for a zoo download or a file without them."""
+    from samkit.checkpoints import read_generator_defaults
+    from samkit.zoo import WEIGHTS_DIR, ZOO
+
+    if model is None:
+        return {}
+    if model in ZOO:
+        if ZOO[model].url is not None:
+            return {}
+        path = WEIGHTS_DIR / ZOO[model].filename
+    else:
+        path = Path(model).expanduser()
+    return read_generator_defaults(path) if path.is_file() else {}
 
 
 def _plain(v: Any) -> Any:
