@@ -401,10 +401,17 @@ def test_objects_are_edited_and_found_in_every_image(
 # -- decoding in the browser ------------------------------------------------------------------
 
 VENDOR = Path(__file__).parents[1] / "samkit" / "server" / "static" / "vendor"
-needs_ort = pytest.mark.skipif(
-    not (VENDOR / "ort.wasm.min.js").exists(),
-    reason="onnxruntime-web is not vendored: run scripts/vendor_ort_web.sh (make vendor)",
-)
+
+
+@pytest.fixture()
+def vendored_ort() -> None:
+    """In-browser decoding needs onnxruntime-web, which `make test` vendors from npm."""
+    assert (VENDOR / "ort.wasm.min.js").exists(), (
+        "onnxruntime-web is not vendored: run `make vendor` (scripts/vendor_ort_web.sh)"
+    )
+
+
+needs_ort = pytest.mark.usefixtures("vendored_ort")
 
 
 def point_mask(server: str, image_id: str, body: dict) -> np.ndarray:

@@ -8,7 +8,6 @@ import contextlib
 import copy
 import io
 import json
-from importlib.util import find_spec
 from pathlib import Path
 
 import cv2
@@ -36,10 +35,6 @@ from samkit.eval.edges import (
 )
 from samkit.formats import label_map
 from samkit.masks import encode_rle, mask_to_box
-
-needs_edges = pytest.mark.skipif(
-    find_spec("pyEdgeEval") is None, reason="the `edges` extra (pyedgeeval) is not installed"
-)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +98,6 @@ def test_mask_logits_refuse_crop_layers(tiny) -> None:
         next(gen.mask_logits(scenes(1)[0].image))
 
 
-@needs_edges
 def test_edges_of_perfect_masks_lie_on_the_true_boundaries(tiny, monkeypatch, tmp_path) -> None:
     """The recipe (Sobel on boundaries, max, normalise, edge NMS) given a perfect SAM: the
     edges are the scene's boundaries, by the BSDS protocol."""
@@ -130,7 +124,6 @@ def test_edges_of_perfect_masks_lie_on_the_true_boundaries(tiny, monkeypatch, tm
     assert res.n_images == 3
 
 
-@needs_edges
 def test_edge_map_of_the_bundled_model_is_image_sized_and_thin(tiny) -> None:
     img = scenes(1)[0].image[:, :136]
     e = detect_edges(tiny, img)
@@ -182,7 +175,6 @@ def _edge_dataset(tmp_path: Path) -> tuple[Path, Path, list[np.ndarray], list[li
     return pred_dir, gt_dir, preds, gts
 
 
-@needs_edges
 def test_edge_scores_equal_pyedgeeval_metrics_on_the_same_matches(tmp_path) -> None:
     """The matching is the library's and random (its outlier graph, as the BSDS benchmark's):
     given the same per-image counts, ODS / OIS / AP / AUC are the library's, exactly."""
@@ -203,11 +195,8 @@ def test_edge_scores_equal_pyedgeeval_metrics_on_the_same_matches(tmp_path) -> N
     assert 0.5 < ours.ODS <= 1.0
 
 
-@needs_edges
 def test_edge_eval_equals_pyedgeeval_bsds500_evaluator(tmp_path) -> None:
     """The library's own BSDS500 pipeline end to end (its readers, its dataset layout)."""
-    pytest.importorskip("skimage", reason="pyEdgeEval's BSDS500 reader needs scikit-image")
-    pytest.importorskip("prettytable", reason="pyEdgeEval's evaluators need prettytable")
     from pyEdgeEval.evaluators.bsds import BSDS500Evaluator
 
     pred_dir, gt_dir, _, _ = _edge_dataset(tmp_path)
@@ -222,7 +211,6 @@ def test_edge_eval_equals_pyedgeeval_bsds500_evaluator(tmp_path) -> None:
     assert ours.AP == pytest.approx(lib["AP"], abs=0.01)
 
 
-@needs_edges
 def test_bsds_mat_ground_truth_gives_every_annotator(tmp_path) -> None:
     a, b = np.eye(5, dtype=bool), np.zeros((5, 5), bool)
     _bsds_mat(tmp_path / "x.mat", [a, b])
@@ -230,7 +218,6 @@ def test_bsds_mat_ground_truth_gives_every_annotator(tmp_path) -> None:
     assert len(got) == 2 and np.array_equal(got[0], a) and not got[1].any()
 
 
-@needs_edges
 def test_perfect_and_empty_predictions_score_one_and_zero() -> None:
     gt = boundaries(scenes(1, size=64)[0].masks)
     thrs = thresholds(5)
@@ -256,7 +243,6 @@ def test_eval_edges_needs_a_prediction_per_ground_truth(tmp_path, capsys) -> Non
     assert "no prediction" in capsys.readouterr().err
 
 
-@needs_edges
 def test_cli_edges_on_a_folder_then_eval_edges_json(tmp_path, capsys) -> None:
     imgs, gt = tmp_path / "images", tmp_path / "gt"
     imgs.mkdir()
