@@ -10,6 +10,7 @@ import sys
 
 from samkit.cli import (
     convert,
+    dreambooth,
     engine,
     models,
     persam,
@@ -27,6 +28,7 @@ COMMANDS = [
     models.add_models,
     persam.add_personalize,
     persam_video.add_personalize_video,
+    dreambooth.add_dreambooth_masks,
     train.add_train,
     eval_cmd.add_eval,
     serve.add_serve,
