@@ -28,14 +28,13 @@ def sample_images(n_synthetic: int = 3) -> list[tuple[str, np.ndarray, np.ndarra
         wholes = scene.masks[scene.kinds == 0]
         gt = wholes[int(np.argmax(wholes.sum(axis=(1, 2))))] if len(wholes) else None
         out.append((f"synthetic_{i}", scene.image, gt))
-    for root in (PHOTOS, Path(__file__).resolve().parents[2] / "shared/data/perseg-examples"):
-        if root.exists():
-            for p in sorted((root / "Images").glob("*/00.jpg")):
-                m = root / "Annotations" / p.parent.name / "00.png"
-                out.append(
-                    (f"photo_{p.parent.name}", load_image(p), load_mask(m) if m.exists() else None)
-                )
-            break
+    root = _photo_root()
+    if root is not None:
+        for p in sorted((root / "Images").glob("*/00.jpg")):
+            m = root / "Annotations" / p.parent.name / "00.png"
+            out.append(
+                (f"photo_{p.parent.name}", load_image(p), load_mask(m) if m.exists() else None)
+            )
     return out
 
 
@@ -151,7 +150,66 @@ def side_by_side(panels: list[tuple[str, object]]):  # type: ignore[no-untyped-d
     return out
 
 
+def _photo_root() -> Path | None:
+    for root in (PHOTOS, Path(__file__).resolve().parents[2] / "shared/data/perseg-examples"):
+        if root.exists():
+            return root
+    return None
+
+
 def _personalize_demo(model, out_dir: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    """PerSAM on the real objects: learn each object from its photo 00 and its mask, find it in
+    photos 01 and 02 and compare with their true masks (synthetic concept scenes when the
+    photos are not there)."""
+    root = _photo_root()
+    if root is None:
+        return _personalize_synthetic(model, out_dir)
+    import samkit
+    from samkit.errors import SamkitError
+    from samkit.image_io import load_image, load_mask
+    from samkit.masks import overlay
+
+    paths: list[Path] = []
+    scores: list[float] = []
+    for obj in sorted(p for p in (root / "Images").iterdir() if p.is_dir()):
+        ann = root / "Annotations" / obj.name
+        if not (obj / "00.jpg").exists() or not (ann / "00.png").exists():
+            continue
+        ref, ref_mask = load_image(obj / "00.jpg"), load_mask(ann / "00.png")
+        try:
+            per = samkit.PerSAM(model, faithful=False, presence_threshold=None).fit(ref, ref_mask)
+        except SamkitError as e:
+            print(f"personalize {obj.name}: skipped ({e})")
+            continue
+        panels = [("reference 00 (given mask)", overlay(ref, [ref_mask]))]
+        for target in sorted(obj.glob("*.jpg")):
+            if target.stem == "00" or not (ann / f"{target.stem}.png").exists():
+                continue
+            image, truth = load_image(target), load_mask(ann / f"{target.stem}.png")
+            res = per.segment(image)
+            score = iou(res.mask, truth)
+            scores.append(score)
+            print(f"personalize {obj.name}: 00 -> {target.stem}: IoU with the truth {score:.2f}")
+            panels.append((f"truth {target.stem}", overlay(image, [truth])))
+            panels.append(
+                (
+                    f"PerSAM {target.stem}: IoU {score:.2f}",
+                    overlay(image, [res.mask], points=res.points, labels=res.labels),
+                )
+            )
+        p = out_dir / f"personalize_{obj.name}.png"
+        side_by_side([(c, _thumb(pic)) for c, pic in panels]).save(p)
+        paths.append(p)
+    if scores:
+        print(f"personalize (PerSAM, real objects 00 -> 01, 02): mean IoU {np.mean(scores):.2f}")
+    return paths
+
+
+def _thumb(pic, height: int = 256):  # type: ignore[no-untyped-def]
+    return pic.resize((max(1, round(pic.width * height / pic.height)), height))
+
+
+def _personalize_synthetic(model, out_dir: Path) -> list[Path]:  # type: ignore[no-untyped-def]
     """PerSAM: learn one object from a reference scene, find it in new scenes."""
     import samkit
     from samkit.data.synthetic import SceneGenerator
