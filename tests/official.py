@@ -91,3 +91,74 @@ def twin_models(cfg: SamConfig, seed: int = 0):  # type: ignore[no-untyped-def]
     off.load_state_dict(sd, strict=True)
     ours.load_state_dict(sd, strict=True)
     return off, ours
+
+
+# -- TinyViT: MobileSAM (mobile_sam) and Light HQ-SAM (segment_anything_hq) -------------------
+
+
+def random_tiny_vit_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """random_state_dict, plus BatchNorm statistics away from (0, 1) and attention biases as
+    large as the attention logits."""
+    g = torch.Generator().manual_seed(seed + 1000)
+    sd = random_state_dict(model, seed)
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            sd[k] = v
+        elif k.endswith("running_var"):
+            sd[k] = 0.5 + torch.rand(v.shape, generator=g)
+        elif k.endswith("running_mean"):
+            sd[k] = 0.2 * torch.randn(v.shape, generator=g)
+        elif k.endswith("attention_biases"):
+            sd[k] = torch.randn(v.shape, generator=g)
+    return sd
+
+
+def samkit_tiny_vit_sam(hq: bool, config=None):  # type: ignore[no-untyped-def]
+    """MobileSAM's (or Light HQ-SAM's) architecture assembled from samkit's parts."""
+    from samkit.models import MaskDecoder, MaskDecoderHQ, PromptEncoder, Sam, TwoWayTransformer
+    from samkit.models.tiny_vit import MOBILE_SAM, build_tiny_vit_encoder
+
+    encoder = build_tiny_vit_encoder(config or MOBILE_SAM)
+    prompt_encoder = PromptEncoder(
+        embed_dim=256,
+        image_embedding_size=(64, 64),
+        input_image_size=(1024, 1024),
+        mask_in_chans=16,
+    )
+    kw = dict(
+        transformer_dim=256,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+        num_multimask_outputs=3,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
+    decoder = MaskDecoderHQ(vit_dim=encoder.interm_dim, **kw) if hq else MaskDecoder(**kw)
+    return Sam(encoder, prompt_encoder, decoder).eval()
+
+
+def official_tiny_vit_sam(hq: bool):  # type: ignore[no-untyped-def]
+    """An untrained official MobileSAM (mobile_sam, ``vit_t``) or Light HQ-SAM
+    (segment_anything_hq, ``vit_tiny``)."""
+    import warnings
+
+    with warnings.catch_warnings():  # timm's deprecation and registry warnings
+        warnings.simplefilter("ignore")
+        if hq:
+            import segment_anything_hq
+
+            return segment_anything_hq.sam_model_registry["vit_tiny"]()
+        import mobile_sam
+
+        return mobile_sam.sam_model_registry["vit_t"]()
+
+
+def tiny_vit_twins(hq: bool, seed: int):  # type: ignore[no-untyped-def]
+    """(official, samkit) Light HQ-SAM or MobileSAM with identical random weights."""
+    off = official_tiny_vit_sam(hq)
+    ours = samkit_tiny_vit_sam(hq)
+    sd = random_tiny_vit_state(off, seed)
+    off.load_state_dict(sd, strict=True)
+    ours.load_state_dict(sd, strict=True)
+    # The official attention gathers its bias table in .eval() (its builders call it before
+    # loading a checkpoint, which leaves the table of the initial zeros): gather it again.
+    return off.eval(), ours.eval()

@@ -66,7 +66,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         ".pth/.safetensors path (default: random init)",
     )
     p.add_argument(
-        "--config", default="tiny", help="architecture when training from scratch (default: tiny)"
+        "--config",
+        default="tiny",
+        help="architecture when training from scratch: a name (tiny, vit_b, vit_t, ...) or a "
+        ".json file of SamConfig fields (as SamConfig.to_dict() writes them; absent fields keep "
+        'their defaults), e.g. {"image_size": 256, "tiny_vit": {"embed_dims": [32, 64, 80, 160]}}'
+        " for a narrower TinyViT (default: tiny)",
     )
     p.add_argument(
         "--freeze",
@@ -147,11 +152,39 @@ def runtime(args: argparse.Namespace) -> tuple[str, str]:
     return str(rt.device), rt.precision
 
 
+def architecture(config: str):  # type: ignore[no-untyped-def]
+    """``--config``: a configuration name, or a .json file of SamConfig fields (those of
+    ``SamConfig.to_dict()``; absent ones keep their defaults, a ``tiny_vit`` object's too) for new
+    sizes such as a narrower TinyViT."""
+    import json
+
+    from samkit.models import CONFIGS, SamConfig
+    from samkit.models.tiny_vit import TinyViTConfig
+
+    if config.endswith(".json"):
+        try:
+            d = {**SamConfig().to_dict(), **json.loads(Path(config).read_text())}
+            if d["tiny_vit"] is not None:
+                d["tiny_vit"] = {**TinyViTConfig().to_dict(), **d["tiny_vit"]}
+            return SamConfig.from_dict(d)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise ConfigError(
+                f"cannot read the architecture in {config} ({e}); it must be a JSON object of "
+                "SamConfig fields, as SamConfig.to_dict() writes them"
+            ) from None
+    if config not in CONFIGS:
+        raise ConfigError(
+            f"unknown --config {config}; choose one of {', '.join(CONFIGS)}, or give a .json "
+            "file of SamConfig fields"
+        )
+    return CONFIGS[config]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from samkit.data import open_dataset
-    from samkit.models import CONFIGS, build_sam
+    from samkit.models import build_sam
     from samkit.train.sam_task import SamTrainConfig, train
 
     torch.set_num_threads(args.threads)
@@ -162,9 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         model = load(args.init)
     else:
-        if args.config not in CONFIGS:
-            raise ConfigError(f"unknown --config {args.config}; choose one of {', '.join(CONFIGS)}")
-        model = build_sam(args.config)
+        model = build_sam(architecture(args.config))
     data = open_dataset(args.data, model.image_size, images=args.images)
     cfg = SamTrainConfig(
         steps=args.steps,

@@ -204,6 +204,10 @@ class SamTask:
                 raise ConfigError(f"cannot freeze '{name}': choose from {', '.join(MODULES)}")
             getattr(model, name).requires_grad_(False)
         model.train()
+        for name in self.cfg.freeze:
+            # Frozen means frozen: BatchNorm (TinyViT) keeps its running statistics and
+            # normalises with them, as at inference.
+            getattr(model, name).eval()
         params = [p for p in model.parameters() if p.requires_grad]
         return decay_groups(params, self.cfg.weight_decay)
 
