@@ -1,22 +1,24 @@
-"""Image-encoder speed of TinyViT (MobileSAM's vit_t): samkit against the official MobileSAM code
-on the same random weights, and against samkit's vit_b, at 1 and 2 threads, in one run.
+"""TinyViT (MobileSAM's vit_t): samkit against the official MobileSAM code (PyPI
+mobilesam-mirror, module mobile_sam) on the same random weights, in one run, one table.
 
-    .venv/bin/python benchmarks/bench_tinyvit.py [--repeats 3] [--threads 1 2] [--bf16] [--mallopt]
+    .venv/bin/python benchmarks/bench_tinyvit.py [--repeats 3] [--threads 1] [--quick]
 
-Each row times one 1024 x 1024 image through the image encoder (normalised input, so resizing
-and normalisation are left out; the same for all models), alternating the models so that drift
-on a shared machine affects them alike; medians of --repeats. --bf16 adds samkit vit_t under
-bf16 autocast. --mallopt asks glibc to keep freed memory for reuse instead of returning it to
-the kernel: on VMs where page faults are expensive, a fresh 64 MB feature map costs more than
-the arithmetic done on it, for every model alike.
+Rows, each official vs samkit fp32 vs samkit "auto" precision (bf16 on CPUs with bf16 units):
+- encoder: one 1024 x 1024 image through the image encoder (normalised input);
+- one click: prompt encoding + mask decoding + upscaling for one foreground point, the image
+  already embedded; mean over many clicks at random points (the decoder is float32 whatever the
+  encoder's precision, so there is no "auto" column);
+- everything mode: SamAutomaticMaskGenerator vs samkit.MaskGenerator, same settings (32 x 32
+  points, batches of 64), on a 1024 x 1024 real photo, embedding included.
+The models alternate call by call so that drift on a shared machine affects them alike; times are
+medians of --repeats. Random weights predict IoUs of 0-0.6 and stabilities of 0-0.8, so the
+thresholds below (identical on both sides) are lowered until a realistic number of masks survive.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import platform
+import copy
 import statistics
 import sys
 import time
@@ -24,113 +26,198 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "sve")
-
-
-def cpu_description() -> str:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() in ("flags", "Features"):
-                flags = set(value.split())
-    except OSError:
-        pass
-    have = [f for f in FLAGS if f in flags] or ["(flags not readable)"]
-    return f"{model}, {os.cpu_count()} logical CPUs; {' '.join(have)}"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+PHOTO = ROOT.parent / "shared/data/perseg-examples/Images/colorful_sneaker/00.jpg"
+# Random weights predict near-whole-image masks whose boxes all overlap, so box NMS would keep
+# one: it is switched off (1.0) and the IoU / stability filters keep the top few percent.
+AMG = dict(
+    pred_iou_thresh=0.4, stability_score_thresh=0.35, box_nms_thresh=1.0, output_mode="binary_mask"
+)
 
 
-def keep_freed_memory() -> None:
-    """glibc: no mmap for big blocks and no trimming, so freed feature maps are reused."""
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, 1 << 62)
+def median_times(
+    calls: dict[str, Callable[[], object]], repeats: int, warm_up: bool = True
+) -> dict[str, float]:
+    """Median seconds per call, the calls interleaved; first one untimed warm-up each."""
+    for f in calls.values() if warm_up else ():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(repeats):
+        for k, f in calls.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def models(bf16: bool) -> dict[str, Callable[[torch.Tensor], object]]:
-    """Encoders by row name; MobileSAM's two share the same random weights."""
-    from test_parity_tinyvit import random_tiny_vit_state
+def photo(size: int = 1024) -> np.ndarray:
+    """The benchmark photo resized to size x size, H x W x 3 uint8."""
+    from PIL import Image
 
-    from samkit.models import build_sam
-    from samkit.models.tiny_vit import build_tiny_vit_encoder
+    from samkit.image_io import load_image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import mobile_sam
+    if not PHOTO.exists():
+        raise SystemExit(f"{PHOTO} is missing: the everything-mode row needs ../shared/data")
+    img = Image.fromarray(load_image(PHOTO)).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(img)
 
-        official = mobile_sam.sam_model_registry["vit_t"]().image_encoder
-    ours = build_tiny_vit_encoder()
-    state = random_tiny_vit_state(official, seed=0)
-    official.load_state_dict(state)
-    ours.load_state_dict(state)
-    official.eval()  # the official attention gathers its bias table here
-    ours.eval()
-    vit_b = build_sam("vit_b").image_encoder.eval()
-    x = torch.randn(1, 3, 1024, 1024)
-    with torch.inference_mode():
-        diff = (official(x) - ours(x)).abs().max().item()
-    print(f"samkit vit_t vs official MobileSAM encoder on the same weights: max |diff| {diff:.1e}")
 
-    def bf16_encoder(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return ours(x)
-
-    rows = {
-        "official MobileSAM (vit_t)": official,
-        "samkit vit_t": ours,
-        "samkit vit_b": vit_b,
-    }
-    if bf16:
-        rows["samkit vit_t, bf16 autocast"] = bf16_encoder
-    return rows
+def agreement(official: list[dict], ours: list[dict]) -> tuple[float, float]:
+    """(share of the official masks that samkit reproduces at IoU >= 0.99, mean best IoU)."""
+    if not official or not ours:
+        return float(not official and not ours), 0.0
+    a = torch.from_numpy(np.stack([r["segmentation"] for r in official])).flatten(1).float()
+    b = torch.from_numpy(np.stack([r["segmentation"] for r in ours])).flatten(1).float()
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None] - inter
+    best = (inter / union.clamp(min=1)).max(1).values
+    return float((best >= 0.99).float().mean()), float(best.mean())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--bf16", action="store_true", help="add samkit vit_t under bf16 autocast")
-    ap.add_argument("--mallopt", action="store_true", help="keep freed memory for reuse (glibc)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per row (median)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for every model")
+    ap.add_argument("--clicks", type=int, default=50, help="clicks averaged in the click row")
+    ap.add_argument(
+        "--everything-repeats", type=int, default=1, help="timed runs of everything mode"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 repeat, 10 clicks, 8 x 8 points"
+    )
     args = ap.parse_args()
-    if args.mallopt:
-        keep_freed_memory()
-    print(f"CPU: {cpu_description()}")
-    allocator = "glibc, freed memory kept (--mallopt)" if args.mallopt else "default"
-    load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}; load average {load:.1f} at start; allocator: {allocator}")
-    encoders = models(args.bf16)
+    repeats, clicks, side = args.repeats, args.clicks, 32
+    if args.quick:
+        repeats, clicks, side = 1, 10, 8
+        args.everything_repeats = 1
+    torch.set_num_threads(args.threads)
+
+    import machine
+    from official import tiny_vit_twins
+
+    import samkit
+    from samkit.runtime import resolve
+
+    with warnings.catch_warnings():  # timm's deprecation and registry warnings
+        warnings.simplefilter("ignore")
+        from mobile_sam import SamAutomaticMaskGenerator, SamPredictor
+
+    off, ours = tiny_vit_twins(hq=False, seed=0)
+    auto = resolve("cpu", "auto")
+    ours_auto = copy.deepcopy(ours).set_precision(auto.dtype)
+    print(machine.header())
+    print(f'samkit "auto" precision here: {auto.describe()}')
+
+    # -- encoder
     x = torch.randn(1, 3, 1024, 1024)
-    table: dict[tuple[str, int], float] = {}
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        times: dict[str, list[float]] = {name: [] for name in encoders}
+    with torch.inference_mode():
+        ref = off.image_encoder(x)
+        diff = (ours.image_encoder(x) - ref).abs().max().item()
+        diff_auto = (ours_auto.image_encoder(x.to(auto.dtype)).float() - ref).abs().max().item()
+        enc = median_times(
+            {
+                "official": lambda: off.image_encoder(x),
+                "fp32": lambda: ours.image_encoder(x),
+                "auto": lambda: ours_auto.image_encoder(x.to(auto.dtype)),
+            },
+            repeats,
+        )
+
+    # -- one click
+    img = photo()
+    h, w = img.shape[:2]
+    po, pk = SamPredictor(off), samkit.Predictor(ours)
+    with torch.inference_mode():
+        po.set_image(img)
+    pk.set_image(img)
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, [w, h], size=(clicks, 1, 2))
+    labels = np.ones(1, dtype=int)
+    state = {"i": 0}
+
+    def click_official() -> None:
         with torch.inference_mode():
-            for enc in encoders.values():  # warm-up: first-call allocations, bias tables
-                enc(x)
-            for _ in range(args.repeats):
-                for name, enc in encoders.items():
-                    t = time.perf_counter()
-                    enc(x)
-                    times[name].append(time.perf_counter() - t)
-        for name, ts in times.items():
-            table[name, threads] = statistics.median(ts)
-    ref = "samkit vit_t"
-    head = "| encoder, 1024 px |" + "".join(f" {t} thread{'s' * (t > 1)} |" for t in args.threads)
-    print()
-    print(head + " vs samkit vit_t |")
-    print("|---|" + "---:|" * (len(args.threads) + 1))
-    for name in encoders:
-        cells = "".join(f" {table[name, t]:.2f} s |" for t in args.threads)
-        ratios = ", ".join(f"{table[name, t] / table[ref, t]:.2f}x" for t in args.threads)
-        print(f"| {name} |{cells} {ratios} |")
+            po.predict(points[state["i"] % clicks], labels, multimask_output=True)
+
+    def click_samkit() -> None:
+        pk.predict(points=points[state["i"] % clicks], labels=labels, multimask=True)
+
+    click_times: dict[str, list[float]] = {"official": [], "fp32": []}
+    click_official(), click_samkit()
+    worst = 0.0
+    for i in range(clicks):
+        state["i"] = i
+        for name, f in (("official", click_official), ("fp32", click_samkit)):
+            t = time.perf_counter()
+            f()
+            click_times[name].append(time.perf_counter() - t)
+        with torch.inference_mode():
+            _, _, low_o = po.predict(points[i], labels, multimask_output=True)
+        low_k = pk.predict(points=points[i], labels=labels, multimask=True).logits
+        worst = max(worst, float(np.abs(low_o - low_k).max()))
+    click = {k: statistics.mean(v) for k, v in click_times.items()}
+
+    # -- everything mode
+    opts = dict(points_per_side=side, points_per_batch=64, **AMG)
+    gens = {
+        "official": SamAutomaticMaskGenerator(off, **opts),
+        "fp32": samkit.MaskGenerator(ours, **opts),
+        "auto": samkit.MaskGenerator(ours_auto, **opts),
+    }
+    results: dict[str, list[dict]] = {}
+
+    def generate(name: str) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                results[name] = gens[name].generate(img)
+
+        return run
+
+    # The rows above warmed the encoders and decoders up.
+    amg = median_times({k: generate(k) for k in gens}, args.everything_repeats, warm_up=False)
+    match_fp32 = agreement(results["official"], results["fp32"])
+    match_auto = agreement(results["official"], results["auto"])
+
+    p = auto.precision
+    print(
+        f"\n{args.threads} thread(s), median of {repeats}; random MobileSAM weights (BatchNorm "
+        "statistics and attention-bias tables too), the same on both sides\n"
+    )
+    print(f"| 1024 px | official | samkit fp32 | samkit {p} | fp32 vs official | {p} vs official |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"| encoder | {enc['official']:.2f} s | {enc['fp32']:.2f} s | {enc['auto']:.2f} s "
+        f"| {enc['official'] / enc['fp32']:.2f}x | {enc['official'] / enc['auto']:.2f}x |"
+    )
+    print(
+        f"| one click (mean of {clicks}) | {click['official'] * 1e3:.1f} ms "
+        f"| {click['fp32'] * 1e3:.1f} ms | (fp32 decoder) "
+        f"| {click['official'] / click['fp32']:.2f}x | |"
+    )
+    print(
+        f"| everything, {side} x {side} points | {amg['official']:.1f} s | {amg['fp32']:.1f} s "
+        f"| {amg['auto']:.1f} s | {amg['official'] / amg['fp32']:.2f}x "
+        f"| {amg['official'] / amg['auto']:.2f}x |"
+    )
+    n_o, n_f, n_a = (len(results[k]) for k in ("official", "fp32", "auto"))
+    print(
+        f"\nencoder max |diff| vs official: fp32 {diff:.1e}, {p} {diff_auto:.1e}; "
+        f"click low-res logits max |diff| (fp32): {worst:.1e}"
+    )
+    print(
+        f"everything mode ({PHOTO.parent.name}/{PHOTO.name} resized to 1024 x 1024; "
+        f"pred_iou_thresh {AMG['pred_iou_thresh']}, stability_score_thresh "
+        f"{AMG['stability_score_thresh']}, box_nms_thresh {AMG['box_nms_thresh']}, other options "
+        f"the defaults; median of {args.everything_repeats}): masks official {n_o}, "
+        f"samkit fp32 {n_f}, {p} {n_a}; official masks reproduced at IoU >= 0.99 (mean best "
+        f"IoU): fp32 {match_fp32[0]:.1%} ({match_fp32[1]:.4f}), {p} {match_auto[0]:.1%} "
+        f"({match_auto[1]:.4f})"
+    )
 
 
 if __name__ == "__main__":
