@@ -134,7 +134,18 @@ def read_size(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def _quarter_turned(img: Image.Image) -> bool:
-    """Whether EXIF orientation swaps width and height (orientations 5 to 8)."""
+    """Whether EXIF orientation swaps width and height (orientations 5 to 8), from the header.
+
+    PIL's PNG ``getexif`` decodes the whole image to look for an eXIf chunk after the pixels;
+    a PNG's orientation is read from the chunks before them instead (the mask's size is
+    checked again after decoding, so a late chunk cannot slip a wrong size through)."""
+    if img.format == "PNG":
+        raw = img.info.get("exif")
+        if not raw:
+            return False
+        exif = Image.Exif()
+        exif.load(raw)
+        return exif.get(0x0112, 1) in (5, 6, 7, 8)
     return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
 
 
