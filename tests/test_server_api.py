@@ -310,10 +310,10 @@ def test_upload_over_the_limit_gets_413_before_the_body_is_sent(server: str) -> 
         b"POST /api/images HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
         b"boundary=b\r\nContent-Length: 50000000\r\n\r\n"
     )
-    t0 = time.monotonic()
-    reply = raw_exchange(server, head, [], timeout=10)  # no body at all
+    # no body at all: a server that waited for it would send nothing before the socket timeout
+    reply = raw_exchange(server, head, [], timeout=10)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
-    assert b"limit of 1 MiB" in reply and time.monotonic() - t0 < 5
+    assert b"limit of 1 MiB" in reply
 
 
 def test_streamed_upload_over_the_limit_gets_413(server: str) -> None:
