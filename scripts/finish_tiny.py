@@ -7,6 +7,9 @@ bundled-model section of docs/training.md.
     .venv/bin/python scripts/finish_tiny.py                        # after scripts/train_tiny.sh
     .venv/bin/python scripts/finish_tiny.py --export-from runs/tiny3/last.pt   # while it runs
     .venv/bin/python scripts/finish_tiny.py --warm-start SRC DST   # patch-16 -> tiny_p8 weights
+    .venv/bin/python scripts/finish_tiny.py --run runs/tiny4 --prior-run runs/tiny3 \
+        --old runs/tiny3/samkit-tiny.safetensors --no-install     # a later stage: compare only
+    .venv/bin/python scripts/finish_tiny.py --curve-only --run runs/tiny4 --prior-run runs/tiny3
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from samkit.eval.prompts import EvalResult, evaluate  # noqa: E402
 from samkit.models import SamConfig, build_sam  # noqa: E402
 
 WEIGHTS = ROOT / "samkit/weights/samkit-tiny.safetensors"
+CURVE = ROOT / "docs/training_curve.png"
 OLD = ROOT / "runs/samkit-tiny-p16.safetensors"  # the backup scripts/train_tiny.sh made
 REAL = ROOT.parent / "shared/data/perseg-examples"
 EVAL_SCENES = 100
@@ -99,6 +103,17 @@ def read_history(run: Path) -> list[dict]:
     return [recs[k] for k in sorted(recs)]
 
 
+def joined_history(runs: list[Path]) -> list[dict]:
+    """The histories of runs that continued one another, steps and wall time made cumulative."""
+    out: list[dict] = []
+    for run in runs:
+        step0 = out[-1]["step"] if out else 0
+        wall0 = out[-1]["wall_s"] if out else 0.0
+        for h in read_history(run):
+            out.append({**h, "step": h["step"] + step0, "wall_s": h["wall_s"] + wall0})
+    return out
+
+
 def metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
@@ -153,6 +168,31 @@ def plot(history: list[dict], results: dict[str, EvalResult], old: dict, path: P
     plt.close(fig)
 
 
+def plot_curve_only(history: list[dict]) -> None:
+    """The training curve alone (loss and training mIoU against steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    ax[0].plot(steps, [h["loss"] for h in history], label="total (per round)")
+    ax[0].plot(steps, [h["dice"] for h in history], label="dice", alpha=0.7)
+    ax[0].set_title("training loss")
+    ax[1].plot(steps, [h["miou_first"] for h in history], label="round 1 (1 point or box)")
+    ax[1].plot(steps, [h["miou_last"] for h in history], label="last round")
+    ax[1].set_ylim(0, 1)
+    ax[1].set_title("training mIoU (running)")
+    for a in ax:
+        a.set_xlabel("step (photo-like stages, cumulative)")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(CURVE)
+    plt.close(fig)
+
+
 def table(new: dict[str, dict], old: dict[str, dict]) -> str:
     rows = [
         "| set | masks | 1 click (new / old) | 1 click, best of 3 | box | 5 clicks |",
@@ -185,12 +225,23 @@ def main() -> int:
     p.add_argument("--prior-wall-s", type=float, default=265 * 60, help="their wall time (s)")
     p.add_argument("--no-install", action="store_true", help="never replace the bundled weights")
     p.add_argument(
+        "--prior-run",
+        action="append",
+        default=[],
+        help="earlier run folder(s) this one continued, oldest first: their history is drawn "
+        "before this run's in the training curve",
+    )
+    p.add_argument(
         "--warm-start",
         nargs=2,
         metavar=("SRC", "DST"),
         help="only write SRC (patch-16 weights) resampled to the tiny_p8 grid to DST",
     )
+    p.add_argument("--curve-only", action="store_true", help="only redraw the training curve")
     args = p.parse_args()
+    if args.curve_only:
+        plot_curve_only(joined_history([Path(r) for r in args.prior_run] + [Path(args.run)]))
+        return 0
     if args.warm_start:
         warm_start(Path(args.warm_start[0]), Path(args.warm_start[1]))
         return 0
@@ -218,7 +269,7 @@ def main() -> int:
         return 0
     shutil.copy(new_path, WEIGHTS)
     print(f"installed {new_path} -> {WEIGHTS} (previous weights: {args.old})")
-    plot(read_history(run), res, old, ROOT / "docs/training_curve.png")
+    plot(joined_history([Path(r) for r in args.prior_run] + [run]), res, old, CURVE)
     cfg = json.loads((run / "train_config.json").read_text())
     model = load(WEIGHTS)
     c = model.config
