@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -61,3 +62,13 @@ def twins_hq(small_cfg):  # type: ignore[no-untyped-def]
     from official import twin_models
 
     return twin_models(replace(small_cfg, hq=True), seed=1)
+
+
+@pytest.fixture(scope="module")
+def one_thread():  # type: ignore[no-untyped-def]
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    parity runs of official and samkit code stay comparable and leave the other core free."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -11,14 +11,13 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import synthetic_image
 from PIL import Image
-from test_server_api import free_port, png_file, request, tiny_model_file, upload
+from test_server_api import app_server, png_file, request, tiny_model_file, upload
 
 from samkit.errors import CheckpointError, ConfigError, ImageError, PixelLimitError
 from samkit.image_io import check_pixels, load_image, load_mask, read_size
@@ -33,31 +32,6 @@ def big_png(path: Path, w: int, h: int) -> Path:
 
 
 # -- the server, real uvicorn in this process (so a test can hold its locks) -----------------
-
-
-@contextmanager
-def app_server(folder: Path, **limits: float) -> Iterator[tuple[str, object]]:
-    """create_app on uvicorn in a thread; yields (base URL, the app's Workspace)."""
-    import uvicorn
-
-    import samkit
-    from samkit.server import create_app
-    from samkit.server.limits import Limits
-
-    app = create_app(samkit.load(tiny_model_file(folder)), folder / "data", limits=Limits(**limits))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app.state.workspace
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 LIMITS = dict(max_points=100, max_everything_mpix=1, max_mask_mpix=5)

@@ -396,3 +396,30 @@ def test_embedding_cache_is_bounded_by_bytes_and_recomputes_evicted_images(tmp_p
     assert np.array_equal(before, after)
     assert ws.cache.get(second) is None, "the least recently used entry went"
     assert sorted(ws.image_ids()) == sorted([first, second])
+
+
+@contextmanager
+def app_server(folder: Path, model: object = None, **limits: float) -> Iterator[tuple[str, object]]:
+    """create_app on uvicorn in a thread (so a test can hold the app's locks); yields (base URL,
+    the app's Workspace). ``model``: a loaded Sam (default: the tiny model file)."""
+    import uvicorn
+
+    import samkit
+    from samkit.server import create_app
+    from samkit.server.limits import Limits
+
+    model = model if model is not None else samkit.load(tiny_model_file(folder))
+    app = create_app(model, folder / "data", limits=Limits(**limits))  # type: ignore[arg-type]
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", app.state.workspace
+    finally:
+        server.should_exit = True
+        thread.join(10)

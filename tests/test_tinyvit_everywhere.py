@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
 import urllib.error
 import warnings
 from pathlib import Path
@@ -54,12 +52,7 @@ with warnings.catch_warnings():  # timm's deprecation and registry warnings
     import segment_anything_hq
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def measured(name: str, value: float) -> None:
@@ -471,24 +464,11 @@ def test_onnx_tiny_vit_encoder_matches_official_embedding(tmp_path, mobile, wide
 
 
 def test_server_embeds_and_answers_a_click_like_the_library(tmp_path, mobile, portrait) -> None:  # type: ignore[no-untyped-def]
-    import uvicorn
-    from test_server_api import free_port, png_file, png_mask, request, upload
-
-    from samkit.server import create_app
+    from test_server_api import app_server, png_file, png_mask, request, upload
 
     _, ours = mobile
     image = portrait[0]
-    app = create_app(ours, tmp_path / "data")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with app_server(tmp_path, model=ours) as (url, _):
         status, health = request("GET", url + "/api/health")
         assert status == 200
         status, info = upload(url, png_file(image))
@@ -496,9 +476,6 @@ def test_server_embeds_and_answers_a_click_like_the_library(tmp_path, mobile, po
         click = {"points": [[160, 250]], "labels": [1]}
         status, out = request("POST", f"{url}/api/images/{info['id']}/predict", click)
         assert status == 200, out
-    finally:
-        server.should_exit = True
-        thread.join(10)
     want = Predictor(ours)
     want.set_image(image)
     res = want.predict(points=np.array([[160, 250]]), labels=np.array([1]))
