@@ -131,3 +131,98 @@ def test_upscaler_accessors_name_the_official_layers(twins) -> None:  # type: ig
     keys = {k for k in dec.state_dict() if k.startswith("output_upscaling.")}
     want = {f"output_upscaling.{i}.{p}" for i in (0, 1, 3) for p in ("weight", "bias")}
     assert keys == want
+
+
+# -- HQ-SAM: one mask per prompt (best SAM token + HQ token), as Sam.decode gives it ----------
+
+
+@pytest.fixture(scope="module")
+def hq_small(small_cfg):  # type: ignore[no-untyped-def]
+    """A 256 px HQ model whose masks pass lowered filters (random weights: logits x10)."""
+    from dataclasses import replace
+
+    from samkit.models import build_sam
+
+    torch.manual_seed(2)
+    model = build_sam(replace(small_cfg, hq=True, image_size=256)).eval()
+    dec = model.mask_decoder
+    with torch.no_grad():
+        for mlp in [*dec.output_hypernetworks_mlps, dec.hf_mlp]:
+            mlp.layers[-1].weight.mul_(10.0)
+            mlp.layers[-1].bias.mul_(10.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def hq_features(hq_small):  # type: ignore[no-untyped-def]
+    model = hq_small
+    emb = Predictor(model).set_image(synthetic_image(H, W, seed=5))
+    coords = torch.tensor([[0.1, 0.2], [0.5, 0.5], [0.9, 0.3], [0.3, 0.9]], dtype=torch.float64)
+    return model, emb.features, coords * torch.tensor([[W, H]]) * (model.image_size / W)
+
+
+@pytest.mark.parametrize("hq_token_only", [False, True], ids=["sam_plus_hq", "hq_token_only"])
+@pytest.mark.parametrize("multimask", [True, False], ids=["multimask", "single_mask"])
+def test_fast_decoder_equals_reference_for_hq_points(hq_features, multimask, hq_token_only) -> None:  # type: ignore[no-untyped-def]
+    model, features, coords = hq_features
+    labels = torch.ones(len(coords), 1, dtype=torch.int)
+    with torch.inference_mode():
+        want, want_iou = model.decode(
+            features,
+            (coords[:, None], labels),
+            multimask_output=multimask,
+            hq_token_only=hq_token_only,
+        )
+        dec = fast_decoder.decode_points(
+            model, features, coords, multimask=multimask, hq_token_only=hq_token_only
+        )
+        got = dec.all_masks(chunk=3)
+        # The generator asks for some prompts' masks only, in any order, repeats included.
+        some = dec.masks(torch.tensor([2, 0, 2]), torch.zeros(3, dtype=torch.long))
+    assert got.shape == want.shape and dec.iou.shape == want_iou.shape == (len(coords), 1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+    np.testing.assert_allclose(dec.iou, want_iou, rtol=0, atol=TOL)
+    np.testing.assert_allclose(some, want[[2, 0, 2], 0], rtol=0, atol=TOL)
+
+
+def test_hq_predictor_keeps_the_reference_decoder(hq_features) -> None:  # type: ignore[no-untyped-def]
+    """The predictor does not pass hq_token_only to the fast decoder: HQ prompts stay on
+    Sam.decode there; the generator (hq_token_only=False, as the official) takes the fast path."""
+    model, features, _ = hq_features
+    assert not Predictor(model).uses_fast_decoder(features)
+    assert fast_decoder.supports_fast_path(model, hq=True)
+
+
+def test_hq_generator_fast_path_equals_reference(hq_small, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from samkit import MaskGenerator
+
+    img = synthetic_image(200, 260, seed=4)
+    opts = dict(points_per_side=5, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    opts |= dict(box_nms_thresh=1.0)
+    want = MaskGenerator(hq_small, fast=False, **opts).generate(img)
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the HQ generator ran the reference decoder")
+
+    monkeypatch.setattr(hq_small, "decode", refuse)
+    got = MaskGenerator(hq_small, **opts).generate(img)
+    assert len(want) > 10 and len(got) == len(want)
+    for g, w in zip(got, want):
+        assert np.array_equal(g["segmentation"], w["segmentation"])
+        assert g["bbox"] == w["bbox"] and g["point_coords"] == w["point_coords"]
+        assert abs(g["predicted_iou"] - w["predicted_iou"]) <= TOL
+        assert abs(g["stability_score"] - w["stability_score"]) <= 1e-3
+
+
+def test_hq_mask_logits_fast_path_equals_reference(hq_small) -> None:  # type: ignore[no-untyped-def]
+    from samkit import MaskGenerator
+
+    img = synthetic_image(180, 150, seed=6)
+    got, want = [
+        list(MaskGenerator(hq_small, points_per_side=3, fast=f).mask_logits(img))
+        for f in (True, False)
+    ]
+    assert [len(c.iou) for c in got] == [len(c.iou) for c in want] == [9]
+    np.testing.assert_allclose(got[0].iou, want[0].iou, rtol=0, atol=TOL)
+    np.testing.assert_allclose(got[0].logits, want[0].logits, rtol=0, atol=TOL)
+    np.testing.assert_array_equal(got[0].points, want[0].points)

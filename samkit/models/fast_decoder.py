@@ -15,8 +15,11 @@ single points, and the predictor's clicks and boxes. Same weights and the same f
   unrolls into one shared product plus two rank-HT products per block (``project_traced``).
   The transposed convolutions run as matrix products in token layout, and pixels are put in
   place only for the masks asked for.
+- HQ-SAM (one mask per prompt: the best SAM mask token plus the HQ token's mask) takes the
+  same path with its extra token; its costliest part, the two 3x3 convolutions over each
+  prompt's upscaled image, runs only for the prompts whose masks are asked for.
 
-Only plain SAM decoders take this path; HQ models use ``Sam.decode``.
+The predictor's HQ prompts still use ``Sam.decode`` (``supports_fast_path(model, hq=False)``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from samkit.models.mask_decoder import MaskDecoder
+from samkit.models.fast_decoder_hq import HQChoice, choose_hq, hq_masks
+from samkit.models.mask_decoder import MaskDecoder, MaskDecoderHQ
 from samkit.models.sam import ImageFeatures, Sam
 from samkit.models.transformer import Attention, TwoWayAttentionBlock
 
@@ -81,7 +85,7 @@ class LayerTrace:
 class PointDecoding:
     """Decoder state for N prompts. tokens: N x T x C after the transformer; src: 1 x hw x C
     image tokens before it (shared); trace: per block, how they were updated; grid: (h, w);
-    iou: N x K predicted IoU of the K returned masks."""
+    iou: N x K predicted IoU of the K returned masks (K = 1 for HQ-SAM, see ``hq``)."""
 
     decoder: MaskDecoder
     tokens: torch.Tensor
@@ -93,6 +97,7 @@ class PointDecoding:
     cache: dict[str, torch.Tensor]
     keys: torch.Tensor | None = None  # final image tokens, kept when src is per prompt
     workspace: Workspace | None = None
+    hq: HQChoice | None = None
 
     def all_masks(self, chunk: int = 16) -> torch.Tensor:
         """Low-res logits N x K x 4h x 4w of every returned mask, chunk prompts at a time."""
@@ -111,8 +116,19 @@ class PointDecoding:
         tok = self.tokens[uniq]
         hyper = torch.stack(
             [mlp(tok[:, 1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
-        )  # U x K x C/8
-        conv1 = dec.upscale_conv1
+        )  # U x 4 x C/8
+        y = self._upscaler_input(uniq)
+        if self.hq is not None:
+            assert isinstance(dec, MaskDecoderHQ)
+            z = upscale(dec, y, self.workspace)
+            return hq_masks(dec, z, len(uniq), self.grid, tok, hyper, self.hq, uniq)[inv]
+        select = inv * hyper.shape[1] + k + self.first_token
+        return upscale_rest(dec, y, len(uniq), self.grid, hyper, select, self.workspace)
+
+    def _upscaler_input(self, uniq: torch.Tensor) -> torch.Tensor:
+        """The upscaler's first transposed convolution of prompts uniq's final image tokens as
+        a matrix product: (U h w) x (a b C/4), the 2x2 kernel offsets as columns."""
+        conv1 = self.decoder.upscale_conv1
         c = conv1.in_channels
         w1 = conv1.weight.permute(0, 2, 3, 1).reshape(c, -1)  # C x (a b o)
         if self.keys is not None:  # per-prompt src (a mask prompt): nothing shared to reuse
@@ -122,9 +138,7 @@ class PointDecoding:
                 self.cache["src_w1"] = self.src @ _unrolled(self.trace, w1)[0]
             trace = [t.take(uniq) for t in self.trace]
             y = project_traced(self.cache["src_w1"], trace, w1, self.workspace)
-        y = y.view(-1, y.shape[-1]).add_(conv1.bias.repeat(4))
-        select = inv * hyper.shape[1] + k + self.first_token
-        return upscale_rest(dec, y, len(uniq), self.grid, hyper, select, self.workspace)
+        return y.view(-1, y.shape[-1]).add_(conv1.bias.repeat(4))
 
 
 def _unrolled(trace: list[LayerTrace], w: torch.Tensor) -> list[torch.Tensor]:
@@ -157,22 +171,11 @@ def project_traced(
     return out
 
 
-def upscale_rest(
-    dec: MaskDecoder,
-    y: torch.Tensor,
-    u: int,
-    grid: tuple[int, int],
-    hyper: torch.Tensor,
-    select: torch.Tensor,
-    ws: Workspace | None = None,
-) -> torch.Tensor:
-    """The rest of the decoder's upscaler and the hypernetwork product, after the first
-    transposed convolution as a matrix product y: (U h w) x (a b c1) (the 2x2 kernel offsets
-    as columns): LayerNorm over c1, GELU, the second transposed convolution likewise, GELU.
-    hyper: U x K x C/8; select: M indices into the U*K masks, the only ones whose pixels are
-    put in place: M x 4h x 4w."""
+def upscale(dec: MaskDecoder, y: torch.Tensor, ws: Workspace | None = None) -> torch.Tensor:
+    """The rest of the decoder's upscaler after the first transposed convolution as a matrix
+    product y: (U h w) x (a b c1) (the 2x2 kernel offsets as columns): LayerNorm over c1, GELU,
+    the second transposed convolution likewise, GELU. Returns (U h w a b) x (a2 b2 c2)."""
     norm, conv2 = dec.upscale_norm, dec.upscale_conv2
-    h, w = grid
     c1, c2 = conv2.in_channels, conv2.out_channels
     y = y.view(-1, c1)
     yn = _empty(ws, "up2", tuple(y.shape), y)
@@ -184,14 +187,35 @@ def upscale_rest(
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
     z = torch.mm(yn, w2, out=_empty(ws, "up3", (len(yn), 4 * c2), yn))  # (U h w a b) x (a2 b2 o2)
     torch.ops.aten.gelu_(z.add_(conv2.bias.repeat(4)), approximate=dec.upscale_act2.approximate)
+    return z
+
+
+def upscale_rest(
+    dec: MaskDecoder,
+    y: torch.Tensor,
+    u: int,
+    grid: tuple[int, int],
+    hyper: torch.Tensor,
+    select: torch.Tensor,
+    ws: Workspace | None = None,
+) -> torch.Tensor:
+    """``upscale`` and the hypernetwork product: hyper: U x K x C/8; select: M indices into the
+    U*K masks, the only ones whose pixels are put in place: M x 4h x 4w."""
+    h, w = grid
+    c2 = dec.upscale_conv2.out_channels
+    z = upscale(dec, y, ws)
     out = torch.bmm(hyper, z.view(u, -1, c2).transpose(1, 2))  # U x K x (h w a b a2 b2)
     out = out.view(-1, out.shape[-1])[select]
     out = out.view(-1, h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
     return out.reshape(-1, 4 * h, 4 * w)
 
 
-def supports_fast_path(model: Sam) -> bool:
-    return not model.is_hq and type(model.mask_decoder) is MaskDecoder
+def supports_fast_path(model: Sam, hq: bool = False) -> bool:
+    """Whether ``decode_prompts`` can decode for this model. hq: the caller takes HQ-SAM's one
+    mask per prompt and passes ``hq_token_only`` on (the generator does; the predictor not yet)."""
+    if type(model.mask_decoder) is MaskDecoderHQ:
+        return hq
+    return type(model.mask_decoder) is MaskDecoder
 
 
 def decode_points(
@@ -200,12 +224,15 @@ def decode_points(
     coords: torch.Tensor,
     multimask: bool = True,
     workspace: Workspace | None = None,
+    hq_token_only: bool = False,
 ) -> PointDecoding:
     """coords: N x 2 foreground points in the model's input frame (float64 as the official
     generator keeps them), one prompt each."""
     labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
     pts = (coords[:, None, :], labels)
-    return decode_prompts(model, features, pts, multimask=multimask, workspace=workspace)
+    return decode_prompts(
+        model, features, pts, multimask=multimask, workspace=workspace, hq_token_only=hq_token_only
+    )
 
 
 def decode_prompts(
@@ -216,10 +243,12 @@ def decode_prompts(
     masks: torch.Tensor | None = None,
     multimask: bool = True,
     workspace: Workspace | None = None,
+    hq_token_only: bool = False,
 ) -> PointDecoding:
     """N prompts on one image (features of batch 1), as ``Sam.decode`` takes them: points
     (N x P x 2, N x P), boxes N x 4, masks N x 1 x 4h x 4w. Runs the two-way transformer and
-    the IoU head; masks come from ``PointDecoding.masks`` / ``all_masks``."""
+    the IoU head; masks come from ``PointDecoding.masks`` / ``all_masks``. HQ-SAM gives one
+    mask per prompt, as ``Sam.decode`` with this ``hq_token_only``."""
     sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
     n = sparse.shape[0]
     dec = model.mask_decoder
@@ -260,7 +289,8 @@ def decode_prompts(
         )
     # Only the output tokens (IoU + mask tokens) are read after the final attention, and each
     # query attends independently: the prompt tokens are dropped from it.
-    nout = dec.num_mask_tokens + 1
+    hq_dec = isinstance(dec, MaskDecoderHQ)
+    nout = dec.num_mask_tokens + (2 if hq_dec else 1)
     queries, query_pe = queries[:, :nout], query_pe[:, :nout]
     q = queries + query_pe
     k = torch.add(keys, key_pe, out=kbuf)
@@ -269,10 +299,13 @@ def decode_prompts(
     )
     iou = dec.iou_prediction_head(queries[:, 0, :])
     first = 1 if multimask else 0
-    iou = iou[:, 1:] if multimask else iou[:, :1]
-    return PointDecoding(
-        dec, queries, src, trace, (h, w), iou, first, cache, None if shared else keys, ws
-    )
+    hq = None
+    if hq_dec:
+        iou, hq = choose_hq(iou, features, multimask, hq_token_only)
+    else:
+        iou = iou[:, 1:] if multimask else iou[:, :1]
+    keys_out = None if shared else keys
+    return PointDecoding(dec, queries, src, trace, (h, w), iou, first, cache, keys_out, ws, hq)
 
 
 def _block(
