@@ -48,6 +48,11 @@ def add_prompts_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=100, help="images to evaluate (default 100)")
     p.add_argument("--size", type=int, help="synthetic scene size (default: the model's input)")
     p.add_argument("--plot", help="write mIoU against clicks to this PNG")
+    add_json_argument(p)
+
+
+def add_json_argument(p: argparse.ArgumentParser) -> None:
+    """``--json`` (bare: one JSON object on stdout; ``--json FILE``: written to FILE)."""
     p.add_argument(
         "--json",
         nargs="?",
@@ -72,13 +77,7 @@ def add_hq_arguments(p: argparse.ArgumentParser) -> None:
         help="score the HQ token's mask alone (the official harness does); default: SAM + HQ "
         "(the inference default)",
     )
-    p.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="FILE",
-        help="print one JSON object (metric names as keys) on stdout, or write it to FILE",
-    )
+    add_json_argument(p)
     p.add_argument("--plot", help="write a PNG of the first 6 images with every model's masks")
 
 
