@@ -1,8 +1,9 @@
 """Build the official segment-anything / segment-anything-hq models at any samkit configuration
-and give both implementations the same random weights."""
+and give both implementations the same random weights; the prompts the parity tests run."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from samkit.models import SamConfig, build_sam
@@ -162,3 +163,20 @@ def tiny_vit_twins(hq: bool, seed: int):  # type: ignore[no-untyped-def]
     # The official attention gathers its bias table in .eval() (its builders call it before
     # loading a checkpoint, which leaves the table of the initial zeros): gather it again.
     return off.eval(), ours.eval()
+
+
+def parity_prompts(h: int, w: int) -> dict:
+    """The prompts the predictor parity tests run, for an h x w image, by name."""
+    return {
+        "one_point": dict(points=np.array([[w * 0.4, h * 0.5]]), labels=np.array([1])),
+        "points_with_negatives": dict(
+            points=np.array([[w * 0.3, h * 0.3], [w * 0.7, h * 0.6], [w * 0.5, h * 0.9]]),
+            labels=np.array([1, 0, 1]),
+        ),
+        "box": dict(box=np.array([w * 0.1, h * 0.2, w * 0.8, h * 0.7])),
+        "box_and_points": dict(
+            points=np.array([[w * 0.5, h * 0.5], [w * 0.2, h * 0.25]]),
+            labels=np.array([1, 0]),
+            box=np.array([w * 0.15, h * 0.2, w * 0.85, h * 0.8]),
+        ),
+    }

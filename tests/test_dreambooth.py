@@ -244,7 +244,7 @@ def bad_inputs(tmp_path):
 )
 def test_cli_bad_input_exits_2_with_a_one_line_message(tmp_path, capsys, case):
     if not SUBJECT.exists():
-        pytest.skip(f"real photos not present at {SHARED_DATA}")
+        pytest.skip(f"real photos not present at {SHARED_DATA} (only in the samkit workspace)")
     args, message = bad_inputs(tmp_path)[case]
     assert main(["dreambooth-masks", *args]) == 2
     err = capsys.readouterr().err

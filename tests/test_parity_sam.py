@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import perseg_image, synthetic_image
+from official import parity_prompts
 
 from samkit.predictor import Predictor
 
@@ -32,22 +33,6 @@ def predictors(request, twins):  # type: ignore[no-untyped-def]
     po.set_image(image)
     pk.set_image(image)
     return po, pk, image
-
-
-def _prompts(h: int, w: int) -> dict:
-    return {
-        "one_point": dict(points=np.array([[w * 0.4, h * 0.5]]), labels=np.array([1])),
-        "points_with_negatives": dict(
-            points=np.array([[w * 0.3, h * 0.3], [w * 0.7, h * 0.6], [w * 0.5, h * 0.9]]),
-            labels=np.array([1, 0, 1]),
-        ),
-        "box": dict(box=np.array([w * 0.1, h * 0.2, w * 0.8, h * 0.7])),
-        "box_and_points": dict(
-            points=np.array([[w * 0.5, h * 0.5], [w * 0.2, h * 0.25]]),
-            labels=np.array([1, 0]),
-            box=np.array([w * 0.15, h * 0.2, w * 0.85, h * 0.8]),
-        ),
-    }
 
 
 def _official(po, p, multimask, mask_input=None):  # type: ignore[no-untyped-def]
@@ -79,14 +64,14 @@ def test_image_embedding_matches_official(predictors) -> None:  # type: ignore[n
 @pytest.mark.parametrize("prompt", ["one_point", "points_with_negatives", "box", "box_and_points"])
 def test_prompt_matches_official_sam(predictors, prompt, multimask) -> None:  # type: ignore[no-untyped-def]
     po, pk, image = predictors
-    p = _prompts(*image.shape[:2])[prompt]
+    p = parity_prompts(*image.shape[:2])[prompt]
     ours = pk.predict(p.get("points"), p.get("labels"), p.get("box"), multimask=multimask)
     _assert_same(_official(po, p, multimask), ours)
 
 
 def test_mask_input_refinement_matches_official(predictors) -> None:  # type: ignore[no-untyped-def]
     po, pk, image = predictors
-    p = _prompts(*image.shape[:2])["points_with_negatives"]
+    p = parity_prompts(*image.shape[:2])["points_with_negatives"]
     first = pk.predict(p["points"], p["labels"])
     best = first.logits[np.argmax(first.scores)][None]
     ours = pk.predict(p["points"], p["labels"], mask_input=best, multimask=False)
@@ -130,7 +115,7 @@ def test_real_vit_b_configuration_matches_official() -> None:
     po.set_image(image)
     pk.set_image(image)
     assert (po.features - pk.embedding.features.embeddings).abs().max().item() <= LOGIT_TOL
-    p = _prompts(480, 640)["box_and_points"]
+    p = parity_prompts(480, 640)["box_and_points"]
     ours_res = pk.predict(p["points"], p["labels"], p["box"])
     _assert_same(_official(po, p, True), ours_res)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import perseg_image, synthetic_image
-from official import random_tiny_vit_state
+from official import parity_prompts, random_tiny_vit_state
 from official import tiny_vit_twins as twin_models
 
 from samkit.checkpoints import infer_tiny_vit
@@ -88,17 +88,6 @@ class Twins:
         return (masks, iou, low), (ours_masks, ours_iou[0].numpy(), ours_low[0].numpy())
 
 
-def _prompts(h: int, w: int) -> dict:
-    return {
-        "one_point": dict(points=np.array([[w * 0.4, h * 0.5]]), labels=np.array([1])),
-        "points_with_negatives": dict(
-            points=np.array([[w * 0.3, h * 0.3], [w * 0.7, h * 0.6], [w * 0.5, h * 0.9]]),
-            labels=np.array([1, 0, 1]),
-        ),
-        "box": dict(box=np.array([w * 0.1, h * 0.2, w * 0.8, h * 0.7])),
-    }
-
-
 def _assert_same(official, ours) -> None:  # type: ignore[no-untyped-def]
     masks, iou, low = official
     ours_masks, ours_iou, ours_low = ours
@@ -145,7 +134,7 @@ def test_mobile_sam_embedding_matches_official(mobile) -> None:
 @pytest.mark.parametrize("prompt", ["one_point", "points_with_negatives", "box"])
 def test_mobile_sam_prompt_matches_official(mobile, prompt, multimask) -> None:  # type: ignore[no-untyped-def]
     h, w = mobile.image.shape[:2]
-    _assert_same(*mobile.predict(_prompts(h, w)[prompt], multimask))
+    _assert_same(*mobile.predict(parity_prompts(h, w)[prompt], multimask))
 
 
 # -- Light HQ-SAM ---------------------------------------------------------------------------
@@ -172,7 +161,7 @@ def test_light_hq_sam_embedding_and_early_features_match_official(light_hq) -> N
 @pytest.mark.parametrize(("prompt", "multimask"), [("points_with_negatives", True), ("box", False)])
 def test_light_hq_sam_prompt_matches_official(light_hq, prompt, multimask, hq_token_only) -> None:  # type: ignore[no-untyped-def]
     h, w = light_hq.image.shape[:2]
-    _assert_same(*light_hq.predict(_prompts(h, w)[prompt], multimask, hq_token_only))
+    _assert_same(*light_hq.predict(parity_prompts(h, w)[prompt], multimask, hq_token_only))
 
 
 # -- reading checkpoints ----------------------------------------------------------------------
@@ -284,7 +273,7 @@ def test_predictor_matches_official_mobile_sam(mobile) -> None:
     pk.set_image(mobile.image)
     assert (mobile.po.features - pk.embedding.features.embeddings).abs().max().item() <= TOL
     h, w = mobile.image.shape[:2]
-    p = _prompts(h, w)["points_with_negatives"]
+    p = parity_prompts(h, w)["points_with_negatives"]
     res = pk.predict(p["points"], p["labels"], multimask=True)
     (masks, iou, low), _ = mobile.predict(p, True)
     assert np.abs(res.logits - low).max() <= TOL
