@@ -6,6 +6,8 @@
 #   MINUTES=118 THREADS=1 scripts/train_tiny.sh                     # stage 1 (runs/tiny3)
 #   OUT=runs/tiny4 INIT=runs/tiny3/samkit-tiny.safetensors LR=3e-4 MINUTES=130 scripts/train_tiny.sh
 #                                                                  # stage 2, from stage 1's weights
+#   OUT=runs/tiny5 INIT=runs/tiny4/samkit-tiny.safetensors DATA=mix:6 LR=1.5e-4 SEED=6 MINUTES=120 scripts/train_tiny.sh
+#                                                                  # stage 4, on new scenes
 # On a GPU: DEVICE=cuda IMAGES=16 scripts/train_tiny.sh
 set -e
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ LR=${LR:-5e-4}
 SEED=${SEED:-3}
 DEVICE=${DEVICE:-cpu}
 IMAGES=${IMAGES:-4}
+DATA=${DATA:-mix}   # mix[:SEED] / photo[:SEED]: a new SEED draws new scenes (each stage should)
 
 # 1. the training assets (sprites + photo backgrounds from Debian packages and scikit-image)
 test -d runs/assets/sprites || $PY scripts/build_training_assets.py --out runs/assets
@@ -29,7 +32,7 @@ test -f runs/samkit-tiny-p16.safetensors || cp samkit/weights/samkit-tiny.safete
 test -f "$INIT" || $PY scripts/finish_tiny.py --warm-start runs/samkit-tiny-p16.safetensors "$INIT"
 
 # 3. train (wall-time budget; lr x0.1 at 2/3 and 96% of it)
-$PY -m samkit train --data mix --init "$INIT" --out $OUT \
+$PY -m samkit train --data "$DATA" --init "$INIT" --out $OUT \
   --minutes "$MINUTES" --steps 100000 --images-per-step "$IMAGES" --masks-per-image 4 --rounds 5 \
   --lr "$LR" --warmup 100 --seed "$SEED" --device "$DEVICE" --threads "$THREADS" --checkpoint-every 180 --log-every 25 \
   --no-progress --export $OUT/samkit-tiny.safetensors
