@@ -116,11 +116,12 @@ class Predictor:
     def device(self) -> torch.device:
         return self.model.device
 
-    def uses_fast_decoder(self, features: ImageFeatures) -> bool:
-        """Whether prompts on these features are decoded by ``samkit.models.fast_decoder``."""
+    def uses_fast_decoder(self, features: ImageFeatures, hq: bool = False) -> bool:
+        """Whether prompts on these features are decoded by ``samkit.models.fast_decoder``.
+        hq: the caller takes HQ-SAM's one mask per prompt (``supports_fast_path``)."""
         return (
             self.fast
-            and fast_decoder.supports_fast_path(self.model)
+            and fast_decoder.supports_fast_path(self.model, hq=hq)
             and len(features.embeddings) == 1
         )
 

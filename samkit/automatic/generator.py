@@ -284,8 +284,7 @@ class MaskGenerator:
         coords = coords_to_input(points, emb.original_size, model.image_size)
         # float64 coordinates until the positional encoding, as the official generator.
         in_pts = torch.as_tensor(coords, device=model.device)[:, None, :]
-        fast = self.predictor.fast and fast_decoder.supports_fast_path(model, hq=True)
-        if fast and len(emb.features.embeddings) == 1:
+        if self.predictor.uses_fast_decoder(emb.features, hq=True):
             # HQ-SAM: hq_token_only=False, the official HQ generator's (only) mode.
             dec = fast_decoder.decode_points(model, emb.features, in_pts[:, 0], workspace=workspace)
             k = dec.iou.shape[1]
